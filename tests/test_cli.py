@@ -1,0 +1,109 @@
+"""The command line as a user meets it: one `Error:` line and exit 1 for bad input, never a traceback."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import pytest
+from click.testing import CliRunner
+
+from vsr.cli import cli
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result
+
+
+def assert_one_error_line(result, *fragments):
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_enhance_bicubic_writes_default_output(clip_mp4):
+    result = run("enhance", clip_mp4, "-s", "2", "-m", "bicubic", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    out = clip_mp4.with_name("clip_x2.mp4")
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.width == 128
+        assert len(container.streams.audio) == 1
+    assert "12/12 frames" in result.stderr
+
+
+def test_missing_file(tmp_path):
+    assert_one_error_line(run("enhance", tmp_path / "nope.mp4", "-m", "bicubic"), "nope.mp4")
+
+
+def test_text_file_named_mp4(tmp_path):
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("this is not a video\n")
+    assert_one_error_line(run("enhance", fake, "-m", "bicubic"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.mp4"]
+
+
+def test_output_equal_to_input_is_refused(clip_mp4):
+    before = clip_mp4.read_bytes()
+    assert_one_error_line(run("enhance", clip_mp4, "-o", clip_mp4, "-m", "bicubic", "-s", "2", "--overwrite"))
+    assert clip_mp4.read_bytes() == before
+
+
+def test_existing_output_needs_overwrite(clip_mp4, tmp_path):
+    out = tmp_path / "taken.mp4"
+    out.write_bytes(b"keep me")
+    assert_one_error_line(run("enhance", clip_mp4, "-o", out, "-m", "bicubic", "-s", "2"), "--overwrite")
+    assert out.read_bytes() == b"keep me"
+    assert run("enhance", clip_mp4, "-o", out, "-m", "bicubic", "-s", "2", "--overwrite").exit_code == 0
+    assert out.read_bytes() != b"keep me"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--scale", "5"], ["--crf", "99"], ["--codec", "divx"], ["--batch-size", "0"], ["--precision", "fp8"]],
+)
+def test_invalid_options(clip_mp4, args):
+    result = run("enhance", clip_mp4, "-m", "bicubic", *args)
+    assert result.exit_code == 2  # click's usage error: one "Error: Invalid value ..." line after the usage
+    assert "Error: Invalid value" in result.stderr and "Traceback" not in result.output
+
+
+def test_model_without_weights_says_so(clip_mp4, tmp_path, monkeypatch):
+    monkeypatch.setenv("VSR_WEIGHTS_DIR", str(tmp_path / "empty"))
+    assert_one_error_line(run("enhance", clip_mp4, "-m", "srcnn", "-s", "3"), "no weights for srcnn x3")
+
+
+def test_corrupt_weights_file(clip_mp4, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x80\x02garbage")
+    assert_one_error_line(run("enhance", clip_mp4, "--weights", bad))
+
+
+def test_folder_input(tmp_path):
+    from conftest import make_clip
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    make_clip(folder / "a.mp4", frames=4)
+    make_clip(folder / "b.mkv", frames=4, audio_codec="libopus")
+    result = run("enhance", folder, "-m", "bicubic", "-s", "2", "-o", tmp_path / "up")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "up").iterdir()) == ["a_x2.mp4", "b_x2.mkv"]
+
+
+def test_models_lists_registry():
+    result = run("models")
+    assert result.exit_code == 0
+    for name in ("srresnet", "espcn", "fsrcnn", "srcnn", "bicubic"):
+        assert name in result.output
+
+
+def test_bench_json():
+    result = run("bench", "-m", "espcn", "-s", "2", "--size", "32x24", "--frames", "4", "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    for key in ("decode_fps", "model_fps", "end_to_end_fps", "e2e_over_model", "peak_rss_mb", "precision"):
+        assert report[key] > 0 if key != "precision" else report[key]

@@ -1,0 +1,246 @@
+"""Degradations, frame extraction, the pair dataset and its loader, on tiny synthetic images and clips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import make_clip
+from vsr.data import (
+    Degradation,
+    PairDataset,
+    bicubic_downscale,
+    bicubic_upscale,
+    list_images,
+    load_image,
+    make_loader,
+    prepare_frames,
+)
+from vsr.errors import VsrError
+
+
+def _picture(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth gradients, a few hard edges and a little texture: something for codecs and crops to work on."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([x / w * 255, y / h * 255, (x + y) / (w + h) * 255], axis=-1)
+    img[h // 4 : h // 2, w // 3 : w // 2] = (230, 40, 60)
+    img += rng.normal(0, 3, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _blockiness(img: np.ndarray) -> float:
+    """Mean luma step across 8-pixel block boundaries over the mean step elsewhere (1 = no block structure)."""
+    y = img.astype(np.float64).mean(axis=2)
+    dx, dy = np.abs(np.diff(y, axis=1)), np.abs(np.diff(y, axis=0))
+    at_edges = dx[:, 7::8].mean() + dy[7::8].mean()
+    inside = np.delete(dx, np.s_[7::8], axis=1).mean() + np.delete(dy, np.s_[7::8], axis=0).mean()
+    return at_edges / inside
+
+
+def _save(path, img):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------- resizing
+
+
+def test_bicubic_shapes_modcrop_and_gray():
+    hr = _picture(50, 67)
+    lr = bicubic_downscale(hr, 4)
+    assert lr.shape == (12, 16, 3) and lr.dtype == np.uint8
+    assert np.array_equal(lr, bicubic_downscale(hr[:48, :64], 4))  # the remainder is cropped, not resampled
+    assert bicubic_upscale(lr, 4).shape == (48, 64, 3)
+    assert bicubic_downscale(hr[..., 0], 2).shape == (25, 33)
+    with pytest.raises(ValueError):
+        bicubic_downscale(hr.astype(np.float32), 2)
+
+
+def test_load_image_converts_modes(tmp_path):
+    gray = _save(tmp_path / "g.png", _picture(20, 30)[..., 0])
+    rgba = tmp_path / "a.png"
+    Image.fromarray(_picture(20, 30)).convert("RGBA").save(rgba)
+    for path in (gray, rgba):
+        img = load_image(path)
+        assert img.shape == (20, 30, 3) and img.dtype == np.uint8
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(VsrError, match="cannot read image"):
+        load_image(tmp_path / "bad.png")
+
+
+# --------------------------------------------------------------------------------------------------- degradations
+
+
+@pytest.mark.parametrize("preset", ["bicubic", "realistic"])
+def test_degradation_shapes_and_determinism(preset):
+    hr = _picture(76, 100)  # LR 19x25: odd, so the H.264 stage must pad and crop back
+    deg = Degradation(preset)
+    a = deg(hr, 4, np.random.default_rng(7))
+    b = deg(hr, 4, np.random.default_rng(7))
+    assert a.shape == (19, 25, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    if preset == "bicubic":
+        assert np.array_equal(a, bicubic_downscale(hr, 4))
+    else:
+        outs = [deg(hr, 4, np.random.default_rng(s)) for s in range(3)]
+        assert not all(np.array_equal(outs[0], o) for o in outs[1:])
+
+
+def test_realistic_differs_from_bicubic_and_is_blockier():
+    hr = _picture(256, 256)
+    bicubic = bicubic_downscale(hr, 4)
+    realistic = Degradation("realistic")(hr, 4, np.random.default_rng(0))
+    assert np.abs(realistic.astype(int) - bicubic).mean() > 1.0
+    # Same seed with and without the codec: the draws stay aligned, so only H.264 differs between the two.
+    heavy = dict(crf=(40, 40), jpeg_prob=0.0, noise_sigma=(0.0, 0.0), poisson_prob=0.0)
+    coded = Degradation("realistic", **heavy)(hr, 4, np.random.default_rng(1))
+    uncoded = Degradation("realistic", video_prob=0.0, **heavy)(hr, 4, np.random.default_rng(1))
+    assert _blockiness(coded) > _blockiness(uncoded) + 0.2
+    assert _blockiness(coded) > _blockiness(bicubic) + 0.2
+
+
+def test_degrade_clip_shapes_and_one_camera():
+    frames = np.stack([_picture(48, 64, seed=i) for i in range(4)])
+    out = Degradation("realistic").degrade_clip(frames, 4, np.random.default_rng(3))
+    assert out.shape == (4, 12, 16, 3) and out.dtype == np.uint8
+    again = Degradation("realistic").degrade_clip(frames, 4, np.random.default_rng(3))
+    assert np.array_equal(out, again)
+    plain = Degradation().degrade_clip(frames, 2, np.random.default_rng(0))
+    assert np.array_equal(plain[2], bicubic_downscale(frames[2], 2))
+
+
+def test_degradation_rejects_bad_settings():
+    with pytest.raises(VsrError, match="unknown degradation"):
+        Degradation("jpeg")
+    with pytest.raises(VsrError, match="crf"):
+        Degradation("realistic", crf=(35, 18))
+    with pytest.raises(VsrError, match="jpeg_prob"):
+        Degradation("realistic", jpeg_prob=1.5)
+
+
+# --------------------------------------------------------------------------------------------------- files
+
+
+def test_list_images_recursive_sorted_filtered(tmp_path):
+    img = _picture(8, 8)
+    for rel in ("b.png", "a.jpg", "sub/c.BMP", "sub/d.webp", "holdout/e.png", ".hidden/f.png", "notes.txt"):
+        if rel.endswith(".txt"):
+            (tmp_path / rel).write_text("x")
+        else:
+            _save(tmp_path / rel, img)
+    names = [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)]
+    assert names == ["a.jpg", "b.png", "holdout/e.png", "sub/c.BMP", "sub/d.webp"]
+    assert "holdout/e.png" not in [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path, ("holdout",))]
+    assert list_images(tmp_path / "b.png") == [tmp_path / "b.png"]
+    with pytest.raises(VsrError, match="no such folder"):
+        list_images(tmp_path / "missing")
+
+
+def test_prepare_frames_every_and_holdout(tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    make_clip(clips / "cam.mp4", frames=12, size=(64, 48))
+    make_clip(clips / "door.mkv", frames=8, size=(32, 32), audio=False)
+    calls = []
+    out = tmp_path / "frames"
+    n = prepare_frames(clips, out, every=2, holdout=0.25, progress=calls.append)
+    train = sorted(p.name for p in (out / "train").iterdir())
+    holdout = sorted(p.name for p in (out / "holdout").iterdir())
+    # cam: 12 frames, the last 3 held out -> train 0,2,4,6,8 and holdout 10; door: 8 frames, last 2 -> 0,2,4 and 6.
+    assert train == [f"cam_{i:06d}.png" for i in (0, 2, 4, 6, 8)] + [f"door_{i:06d}.png" for i in (0, 2, 4)]
+    assert holdout == ["cam_000010.png", "door_000006.png"]
+    assert n == len(train) + len(holdout) == sum(calls)
+    assert load_image(out / "train" / "cam_000000.png").shape == (48, 64, 3)
+    # A dataset over the prepared folder trains on train/ only.
+    assert len(PairDataset(out, scale=4, hr_crop=32).paths) == len(train)
+
+
+def test_prepare_frames_single_clip_and_max_frames(tmp_path):
+    clip = make_clip(tmp_path / "one.mp4", frames=10, size=(32, 32), audio=False)
+    assert prepare_frames(clip, tmp_path / "out", max_frames=3) == 3
+    assert sorted(p.name for p in (tmp_path / "out" / "train").iterdir()) == [f"one_{i:06d}.png" for i in range(3)]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(VsrError, match="no video clips"):
+        prepare_frames(empty, tmp_path / "out2")
+
+
+# --------------------------------------------------------------------------------------------------- dataset
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    folder = tmp_path / "imgs"
+    _save(folder / "a.png", _picture(40, 56, seed=1))
+    _save(folder / "b.png", _picture(64, 48, seed=2))
+    _save(folder / "tiny.png", _picture(20, 60, seed=3))  # smaller than a 32 crop: skipped
+    return folder
+
+
+def test_pair_dataset_shapes_and_skips(image_folder):
+    with pytest.warns(UserWarning, match="skipping 1 of 3"):
+        ds = PairDataset(image_folder, scale=4, hr_crop=32, length=10, seed=1)
+    assert len(ds) == 10 and [p.name for p in ds.skipped] == ["tiny.png"]
+    lq, gt = ds[3]
+    assert lq.shape == (3, 8, 8) and gt.shape == (3, 32, 32)
+    assert lq.dtype == gt.dtype == torch.float32
+    assert 0.0 <= float(gt.min()) and float(gt.max()) <= 1.0
+
+
+def test_pair_dataset_augmentations_keep_pairs_aligned(tmp_path):
+    # One image exactly the crop size: every item is that image under one of the 8 symmetries of the square.
+    img = _picture(32, 32, seed=5)
+    _save(tmp_path / "x.png", img)
+    ds = PairDataset(tmp_path, scale=4, hr_crop=32, length=40, seed=0)
+    symmetries = [np.rot90(f, k) for f in (img, img[:, ::-1]) for k in range(4)]
+    seen = set()
+    for i in range(len(ds)):
+        lq, gt = ds[i]
+        gt_u8 = (gt.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        lq_u8 = (lq.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        assert np.array_equal(lq_u8, bicubic_downscale(gt_u8, 4))
+        seen.add(next(k for k, s in enumerate(symmetries) if np.array_equal(s, gt_u8)))
+    assert len(seen) >= 6  # flips and rotations all occur
+
+
+def test_pair_dataset_seeding_and_errors(image_folder, tmp_path):
+    with pytest.warns(UserWarning):
+        a = PairDataset(image_folder, scale=2, hr_crop=32, seed=3, length=4)
+        b = PairDataset(image_folder, scale=2, hr_crop=32, seed=3, length=4, cache_mb=0)  # decodes per item
+    for i in range(4):
+        assert all(torch.equal(x, y) for x, y in zip(a[i], b[i]))
+    with pytest.raises(VsrError, match="multiple of the scale"):
+        PairDataset(image_folder, scale=4, hr_crop=30)
+    with pytest.raises(VsrError, match="smaller than"):
+        PairDataset(image_folder, scale=4, hr_crop=128)
+    (tmp_path / "none").mkdir()
+    with pytest.raises(VsrError, match="no images"):
+        PairDataset(tmp_path / "none", scale=4)
+
+
+def test_pair_dataset_realistic_items(image_folder):
+    with pytest.warns(UserWarning):
+        ds = PairDataset(image_folder, scale=4, hr_crop=32, degradation=Degradation("realistic"), length=3)
+    lq, gt = ds[0]
+    assert lq.shape == (3, 8, 8) and gt.shape == (3, 32, 32)
+
+
+def test_make_loader_batches_and_worker_seeding(image_folder):
+    with pytest.warns(UserWarning):
+        ds = PairDataset(image_folder, scale=4, hr_crop=32, length=8, seed=0)
+    lq, gt = next(iter(make_loader(ds, batch_size=4, workers=0)))
+    assert lq.shape == (4, 3, 8, 8) and gt.shape == (4, 3, 32, 32)
+    loader = make_loader(ds, batch_size=2, workers=2, seed=5)
+    batches = [gt for _, gt in loader]
+    assert len(batches) == 4
+    # Workers get different seeds: their crops of the same two images must not repeat batch for batch.
+    crops = torch.cat(batches)
+    assert len({tuple(c.flatten()[:64].tolist()) for c in crops}) > 2
+    again = torch.cat([gt for _, gt in make_loader(ds, batch_size=2, workers=2, seed=5)])
+    assert torch.equal(crops, again)  # reproducible from the loader seed
+    with pytest.raises(VsrError, match="fewer than the batch size"):
+        make_loader(ds, batch_size=16, workers=0)

@@ -1,0 +1,49 @@
+"""Precision selection: what `auto` picks on each kind of machine, with the CPU capability injected."""
+
+import pytest
+import torch
+
+from vsr.errors import VsrError
+from vsr.precision import choose_precision, cpu_bf16_capability, resolve_device
+
+CPU = torch.device("cpu")
+
+
+def test_auto_on_cpu_with_and_without_bf16_units():
+    assert choose_precision("auto", CPU, cpu_capability="AMX").name == "bf16"
+    assert choose_precision("auto", CPU, cpu_capability="AVX512_BF16").name == "bf16"
+    picked = choose_precision("auto", CPU, cpu_capability=None)
+    assert picked.name == "fp32" and "no native bf16" in picked.reason
+
+
+def test_auto_respects_measured_quality_in_weights_meta():
+    meta = {"reduced_precision_ok": []}
+    picked = choose_precision("auto", CPU, meta, cpu_capability="AMX")
+    assert picked.name == "fp32" and "0.02 dB" in picked.reason
+    assert choose_precision("auto", CPU, {"reduced_precision_ok": ["bf16"]}, cpu_capability="AMX").name == "bf16"
+
+
+def test_explicit_choices():
+    assert choose_precision("fp32", CPU, cpu_capability="AMX").name == "fp32"
+    assert choose_precision("bf16", CPU, cpu_capability=None).name == "bf16"
+    with pytest.raises(VsrError, match="fp16 is not supported on CPU"):
+        choose_precision("fp16", CPU)
+    with pytest.raises(VsrError, match="unknown precision"):
+        choose_precision("fp8", CPU)
+
+
+def test_auto_on_cuda_is_fp16():
+    assert choose_precision("auto", torch.device("cuda"), cpu_capability=None).name == "fp16"
+
+
+def test_detection_runs_here():
+    assert cpu_bf16_capability() in (None, "AMX", "AVX512_BF16")
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == CPU
+    with pytest.raises(VsrError):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(VsrError, match="no CUDA"):
+            resolve_device("cuda")

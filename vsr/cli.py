@@ -1,0 +1,221 @@
+"""The `vsr` command line. Parses options, builds a config, calls one library function; errors become one line."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from vsr.errors import VsrError
+
+SCALES = ("2", "3", "4", "8")
+CODECS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "ffv1", "h264_nvenc", "hevc_nvenc")
+
+
+class VsrGroup(click.Group):
+    """Turns VsrError (and stray library exceptions) into one `Error: ...` line and exit 1, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except VsrError as exc:
+            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted; no output was written", err=True)
+            ctx.exit(130)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if os.environ.get("VSR_DEBUG"):
+                raise
+            line = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            raise click.ClickException(f"unexpected failure ({line}); rerun with VSR_DEBUG=1 for details") from None
+
+
+def _warn_one_line(message, category, filename, lineno, file=None, line=None):
+    click.echo(f"Warning: {message}", err=True)
+
+
+@click.group(cls=VsrGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="vsr")
+def cli():
+    """vsr: video super-resolution with SRResNet/SRGAN, keeping audio, timestamps and every frame."""
+    warnings.showwarning = _warn_one_line
+
+
+def _load(model: str, weights: str | None, scale: int, device: str):
+    from vsr import models
+
+    arch = model if model in models.list_models() else None
+    if weights:
+        return models.load_model(weights, scale=scale, device="cpu", arch=arch)
+    return models.load_model(model, scale=scale, device="cpu")
+
+
+def _media_in(folder: Path, scale: int) -> list[Path]:
+    from vsr import video
+
+    exts = video.VIDEO_EXTS | video.IMAGE_EXTS
+    # Our own outputs (stem_x4.ext) are skipped, so running twice on a folder does not upscale results again.
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts and not p.stem.endswith(f"_x{scale}")
+    )
+
+
+@cli.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (or folder for a folder input).  [default: <stem>_x<scale><ext> beside the input]")
+@click.option("-s", "--scale", type=click.Choice(SCALES), default="4", show_default=True, help="Upscaling factor.")
+@click.option("-m", "--model", default="srresnet", show_default=True, help="Model: shipped weights name (vsr models) or bicubic.")
+@click.option("--weights", type=click.Path(path_type=Path), help="Weights file to load instead of the shipped ones (-m names its arch for BasicSR files).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True, help="Number format: auto = fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32.")
+@click.option("--fp32", is_flag=True, help="Shorthand for --precision fp32.")
+@click.option("-b", "--batch-size", type=click.IntRange(1, 256), default=4, show_default=True, help="Frames per model call.")
+@click.option("-t", "--tile", type=click.IntRange(0), default=0, show_default=True, help="Process frames in LR tiles of this side (0 = whole frames); for frames that do not fit in memory.")
+@click.option("--tile-pad", type=click.IntRange(0), default=16, show_default=True, help="Overlap around each tile, in LR pixels.")
+@click.option("-c", "--codec", type=click.Choice(CODECS), default="libx264", show_default=True, help="Video encoder.")
+@click.option("--crf", type=click.IntRange(0, 63), default=None, help="Quality (lower is better)  [default: the encoder's visually lossless-ish setting, 18 for x264]")
+@click.option("--preset", default=None, help="Encoder speed preset (e.g. medium, slow; for svtav1 0-13).")
+@click.option("--pix-fmt", default=None, help="Output pixel format (e.g. yuv420p, yuv420p10le).  [default: keep the input's]")
+@click.option("--start", type=float, default=None, help="Start time in seconds.")
+@click.option("--end", type=float, default=None, help="End time in seconds.")
+@click.option("--no-audio", is_flag=True, help="Drop audio instead of copying it.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+def enhance(input, output, scale, model, weights, device, precision, fp32, batch_size, tile, tile_pad, codec, crf, preset, pix_fmt, start, end, no_audio, overwrite):
+    """Upscale a video (or an image, or every video/image in a folder) with a super-resolution model.
+
+    Every frame is kept with its timestamp, and audio is copied packet for packet.
+    """
+    from vsr import pipeline, video
+
+    scale = int(scale)
+    if start is not None and end is not None and end <= start:
+        raise VsrError(f"--end ({end}) must be after --start ({start})")
+    if not input.exists():
+        raise VsrError(f"no such file or folder: {input}")
+    cfg = pipeline.EnhanceConfig(
+        batch_size=batch_size, tile=tile, tile_pad=tile_pad, device=device, precision="fp32" if fp32 else precision,
+        codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, overwrite=overwrite, start=start, end=end,
+        copy_audio=not no_audio,
+    )
+    net = _load(model, str(weights) if weights else None, scale, device)
+    if input.is_dir():
+        files = _media_in(input, scale)
+        if not files:
+            raise VsrError(f"no videos or images in folder {input}")
+        if output is not None:
+            output.mkdir(parents=True, exist_ok=True)
+        for path in files:
+            target = output / f"{path.stem}_x{scale}{path.suffix}" if output else None
+            _enhance_one(path, target, net, cfg)
+        return
+    _enhance_one(input, output, net, cfg)
+
+
+def _enhance_one(path: Path, output: Path | None, net, cfg) -> None:
+    from tqdm import tqdm
+
+    from vsr import pipeline, video
+
+    if path.suffix.lower() in video.IMAGE_EXTS:
+        out = pipeline.upscale_image(path, output, net, cfg)
+        click.echo(f"{path} -> {out}", err=True)
+        return
+    bar = None
+
+    def on_start(info, precision, device):
+        nonlocal bar
+        click.echo(
+            f"{path.name}: {info.width}x{info.height} {info.codec}, {info.frames or '?'} frames"
+            f" -> {info.width * net.scale}x{info.height * net.scale}; {getattr(net, 'arch', 'model')} x{net.scale}"
+            f" on {device}, {precision.name} ({precision.reason})",
+            err=True,
+        )
+        total = info.frames
+        if total and info.fps and (cfg.start is not None or cfg.end is not None):
+            first = cfg.start or 0.0
+            last = cfg.end if cfg.end is not None else (info.duration or total / float(info.fps))
+            total = max(0, min(total, round((last - first) * float(info.fps))))
+        bar = tqdm(total=total or None, unit="frame", desc="enhance", dynamic_ncols=True, file=sys.stderr)
+
+    try:
+        result = pipeline.enhance_video(path, output, net, cfg, progress=lambda n: bar.update(n), on_start=on_start)
+    finally:
+        if bar is not None:
+            bar.close()
+    for note in result.notes:
+        click.echo(f"Note: {note}", err=True)
+    click.echo(
+        f"{result.output}: {result.frames_out}/{result.frames_in} frames, {result.width}x{result.height},"
+        f" {result.seconds:.1f} s ({result.fps:.2f} fps)",
+        err=True,
+    )
+
+
+@cli.command("models")
+def list_models_cmd():
+    """List the model architectures, their scales, and which have shipped weights."""
+    from vsr import models
+
+    click.echo(f"{'model':<16}{'scales':<12}shipped weights")
+    for name in models.list_models():
+        shipped = [f"x{s}" for s in (2, 3, 4, 8) if models.find_weights(name, s)]
+        click.echo(f"{name:<16}{'2 3 4 8':<12}{' '.join(shipped) or ('none needed' if name == 'bicubic' else '-')}")
+    for path in sorted(models.weights_dir().glob("*_x*.pt")) if models.weights_dir().is_dir() else []:
+        name, _, scale = path.stem.rpartition("_x")
+        if name not in models.list_models():
+            click.echo(f"{name:<16}{scale:<12}x{scale} ({path.name})")
+
+
+@cli.command()
+@click.option("-m", "--model", default="srresnet", show_default=True, help="Architecture (random weights are used unless --weights: speed does not depend on the values).")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), help="Time this weights file instead.")
+@click.option("-s", "--scale", type=click.Choice(SCALES), default="4", show_default=True, help="Upscaling factor.")
+@click.option("--size", default="160x120", show_default=True, help="Input frame size WxH.")
+@click.option("--frames", type=click.IntRange(1), default=32, show_default=True, help="Frames in the generated clip.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True, help="Number format.")
+@click.option("--fp32", is_flag=True, help="Shorthand for --precision fp32.")
+@click.option("-b", "--batch-size", type=click.IntRange(1, 256), default=4, show_default=True, help="Frames per model call.")
+@click.option("-c", "--codec", type=click.Choice(CODECS), default="libx264", show_default=True, help="Encoder for the end-to-end run.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+def bench(model, weights, scale, size, frames, device, precision, fp32, batch_size, codec, as_json):
+    """Measure decode-only, model-only and end-to-end fps in one run, on a generated clip."""
+    import json
+
+    from vsr import bench as bench_mod
+
+    try:
+        width, height = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise VsrError(f"--size must look like 160x120, got {size!r}") from None
+    result = bench_mod.run_bench(
+        model=model, weights=weights, scale=int(scale), width=width, height=height, frames=frames, device=device,
+        precision="fp32" if fp32 else precision, batch_size=batch_size, codec=codec,
+    )
+    click.echo(json.dumps(result) if as_json else bench_mod.format_table([result]))
+
+
+def _register_training_commands() -> None:
+    try:
+        from vsr.cli_train import eval_cmd, prepare_cmd, train_cmd
+    except ImportError:  # training extras not present in this build
+        return
+    cli.add_command(train_cmd, "train")
+    cli.add_command(eval_cmd, "eval")
+    cli.add_command(prepare_cmd, "prepare")
+
+
+_register_training_commands()
+
+
+def main() -> None:
+    cli(prog_name="vsr")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Which device and number format a model runs in, and why.
+
+One place decides, so `enhance`, `bench`, `eval` and `train` agree: fp16 on CUDA, bf16 on a CPU whose matrix units
+run it natively (AMX or AVX-512-BF16), fp32 otherwise or when a model's weights say reduced precision costs it quality.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass
+
+import torch
+
+from vsr.errors import VsrError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Turns "auto", "cpu", "cuda" or "cuda:N" into a device, refusing CUDA where there is none."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise VsrError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise VsrError(f"device {name} asked for, but this machine has no CUDA GPU (try --device cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise VsrError(f"device {name} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) exist")
+    elif device.type != "cpu":
+        raise VsrError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+@functools.cache
+def cpu_bf16_capability() -> str | None:
+    """Names the CPU feature that makes bf16 fast here ("AMX" or "AVX512_BF16"), or None.
+
+    torch reports the vector ISA it dispatches to; oneDNN reports whether it has native bf16 kernels. Without
+    either, bf16 on a CPU is emulated and slower than fp32, so it is never chosen automatically.
+    """
+    try:
+        amx = bool(torch._C._cpu._init_amx())
+    except (AttributeError, RuntimeError):
+        amx = False
+    if amx:
+        return "AMX"
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    isa = torch.backends.cpu.get_cpu_capability()
+    if native and isa.startswith("AVX512"):
+        return "AVX512_BF16"
+    return None
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The chosen number format: `name` in fp32/bf16/fp16, `dtype`, and a one-line `reason` to print."""
+
+    name: str
+    reason: str
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return DTYPES[self.name]
+
+
+def choose_precision(
+    requested: str, device: torch.device, model_meta: dict | None = None, cpu_capability: str | None | bool = False
+) -> Precision:
+    """Picks the precision for a run.
+
+    Args:
+        requested: "auto", "fp32", "bf16" or "fp16".
+        device: where the model runs.
+        model_meta: the weights' meta; `reduced_precision_ok` (a list such as ["bf16", "fp16"]) written by the
+            precision check of `vsr eval` lets `auto` use only the formats that cost the model ≤ 0.02 dB.
+        cpu_capability: injectable result of `cpu_bf16_capability()` (False means "detect").
+    """
+    if requested not in PRECISIONS:
+        raise VsrError(f"unknown precision {requested!r}; use one of {', '.join(PRECISIONS)}")
+    if cpu_capability is False:
+        cpu_capability = cpu_bf16_capability() if device.type == "cpu" else None
+    if requested != "auto":
+        if requested == "fp16" and device.type == "cpu":
+            raise VsrError("fp16 is not supported on CPU (use --precision bf16 or fp32)")
+        if requested == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise VsrError("this GPU has no bf16 support (use --precision fp16 or fp32)")
+        return Precision(requested, "asked for")
+    allowed = None if model_meta is None else model_meta.get("reduced_precision_ok")
+    if device.type == "cuda":
+        candidate, why = "fp16", "fp16 on CUDA (tensor cores)"
+    elif cpu_capability:
+        candidate, why = "bf16", f"bf16 on CPU with {cpu_capability}"
+    else:
+        return Precision("fp32", "fp32: this CPU has no native bf16 (AMX / AVX-512-BF16)")
+    if allowed is not None and candidate not in allowed:
+        return Precision("fp32", f"fp32: these weights lose > 0.02 dB in {candidate} (measured)")
+    return Precision(candidate, why)
+
+
+def autocast(device: torch.device, precision: Precision):
+    """Autocast context for `precision` on `device` (a no-op for fp32)."""
+    if precision.name == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=precision.dtype)
