@@ -17,10 +17,13 @@ def test_auto_on_cpu_with_and_without_bf16_units():
 
 
 def test_auto_respects_measured_quality_in_weights_meta():
-    meta = {"reduced_precision_ok": []}
-    picked = choose_precision("auto", CPU, meta, cpu_capability="AMX")
-    assert picked.name == "fp32" and "0.02 dB" in picked.reason
-    assert choose_precision("auto", CPU, {"reduced_precision_ok": ["bf16"]}, cpu_capability="AMX").name == "bf16"
+    lossy = {"reduced_precision_max_delta_db": {"bf16": 0.05}}
+    picked = choose_precision("auto", CPU, lossy, cpu_capability="AMX")
+    assert picked.name == "fp32" and "0.050 dB" in picked.reason
+    fine = {"reduced_precision_max_delta_db": {"bf16": 0.01}}
+    assert choose_precision("auto", CPU, fine, cpu_capability="AMX").name == "bf16"
+    # fp16 was never measured for these weights (a CPU-only check): the GPU default is not taken away.
+    assert choose_precision("auto", torch.device("cuda"), lossy, cpu_capability=None).name == "fp16"
 
 
 def test_explicit_choices():

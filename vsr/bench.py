@@ -129,13 +129,13 @@ def run_bench(
     return result
 
 
-def format_table(results: list[dict]) -> str:
-    """One row per measured configuration."""
+def format_table(results: list[dict], extra: list[tuple[str, str]] = ()) -> str:
+    """One row per measured configuration; `extra` adds (key, header) columns."""
     columns = [
         ("model", "model"), ("scale", "x"), ("size", "in"), ("device", "device"), ("precision", "prec"),
         ("batch_size", "batch"), ("gflops_per_frame", "GFLOP/f"), ("decode_fps", "decode fps"),
         ("model_fps", "model fps"), ("encode_fps", "encode fps"), ("end_to_end_fps", "e2e fps"),
-        ("e2e_over_model", "e2e/model"), ("peak_rss_mb", "RSS MB"),
+        ("e2e_over_model", "e2e/model"), ("peak_rss_mb", "RSS MB"), *extra,
     ]
     rows = [[h for _, h in columns]] + [[_fmt(r.get(k)) for k, _ in columns] for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]

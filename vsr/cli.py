@@ -46,11 +46,12 @@ def cli():
     warnings.showwarning = _warn_one_line
 
 
-def _load(model: str, weights: str | None, scale: int, device: str):
+def _load(model: str, weights: str | None, scale: int, device: str, model_given: bool = True):
     from vsr import models
 
-    arch = model if model in models.list_models() else None
     if weights:
+        # A vsr weights file names its own arch: -m only checks it (or names the arch of a BasicSR file) when given.
+        arch = model if model_given and model in models.list_models() else None
         return models.load_model(weights, scale=scale, device="cpu", arch=arch)
     return models.load_model(model, scale=scale, device="cpu")
 
@@ -65,11 +66,55 @@ def _media_in(folder: Path, scale: int) -> list[Path]:
     )
 
 
-@cli.command()
+def parse_time(text: str) -> float:
+    """'90', '12.5', '01:30', '1:02:03.250' -> seconds. Raises ValueError for anything else."""
+    parts = text.strip().split(":")
+    if not 1 <= len(parts) <= 3 or any(not p.strip() for p in parts):
+        raise ValueError(text)
+    *whole, last = parts
+    seconds = float(last)
+    if not 0 <= seconds < float("inf") or (whole and seconds >= 60):
+        raise ValueError(text)
+    units = [int(p) for p in whole]  # int() refuses "1.5" as hours or minutes
+    if any(u < 0 for u in units) or (len(units) == 2 and units[1] >= 60):
+        raise ValueError(text)
+    minutes = 0
+    for unit in units:
+        minutes = minutes * 60 + unit
+    return minutes * 60 + seconds
+
+
+class _Time(click.ParamType):
+    name = "TIME"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return parse_time(value)
+        except ValueError:
+            self.fail(f"{value!r} is not seconds (12.5) or a timestamp (MM:SS, HH:MM:SS.mmm)", param, ctx)
+
+
+class _OneLineErrors(click.Command):
+    """Bad option values give one `Error:` line and exit 1, like every other enhance error (not click's usage + 2)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise click.ClickException(exc.format_message().splitlines()[0]) from None
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@cli.command(cls=_OneLineErrors)
 @click.argument("input", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (or folder for a folder input).  [default: <stem>_x<scale><ext> beside the input]")
 @click.option("-s", "--scale", type=click.Choice(SCALES), default="4", show_default=True, help="Upscaling factor.")
-@click.option("-m", "--model", default="srresnet", show_default=True, help="Model: shipped weights name (vsr models) or bicubic.")
+@click.option("-m", "--model", default="srresnet", show_default=True, help="Model: shipped weights name (vsr models) or bicubic; with --weights, the arch to check the file against.")
 @click.option("--weights", type=click.Path(path_type=Path), help="Weights file to load instead of the shipped ones (-m names its arch for BasicSR files).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True, help="Number format: auto = fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32.")
@@ -78,42 +123,67 @@ def _media_in(folder: Path, scale: int) -> list[Path]:
 @click.option("-t", "--tile", type=click.IntRange(0), default=0, show_default=True, help="Process frames in LR tiles of this side (0 = whole frames); for frames that do not fit in memory.")
 @click.option("--tile-pad", type=click.IntRange(0), default=16, show_default=True, help="Overlap around each tile, in LR pixels.")
 @click.option("-c", "--codec", type=click.Choice(CODECS), default="libx264", show_default=True, help="Video encoder.")
-@click.option("--crf", type=click.IntRange(0, 63), default=None, help="Quality (lower is better)  [default: the encoder's visually lossless-ish setting, 18 for x264]")
-@click.option("--preset", default=None, help="Encoder speed preset (e.g. medium, slow; for svtav1 0-13).")
-@click.option("--pix-fmt", default=None, help="Output pixel format (e.g. yuv420p, yuv420p10le).  [default: keep the input's]")
-@click.option("--start", type=float, default=None, help="Start time in seconds.")
-@click.option("--end", type=float, default=None, help="End time in seconds.")
-@click.option("--no-audio", is_flag=True, help="Drop audio instead of copying it.")
+@click.option("--crf", type=click.IntRange(0, 63), default=None, help="Quality (lower is better).  [default: the encoder's visually lossless-ish setting, 18 for x264]")
+@click.option("--preset", default=None, help="Encoder speed preset (e.g. medium, slow; for svtav1 0-13).  [default: medium]")
+@click.option("--pix-fmt", default=None, help="Output pixel format (e.g. yuv420p, yuv420p10le).  [default: the input's bit depth, where the encoder has it]")
+@click.option("--start", type=_Time(), default=None, help="Start time: seconds (12.5) or a timestamp (MM:SS, HH:MM:SS.mmm).  [default: the beginning]")
+@click.option("--end", type=_Time(), default=None, help="End time, same forms as --start; audio and subtitles are cut to match.  [default: the end]")
+@click.option("--no-audio", is_flag=True, help="Drop the audio tracks instead of copying them.")
+@click.option("--no-subtitles", is_flag=True, help="Drop the subtitle tracks instead of copying them.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-def enhance(input, output, scale, model, weights, device, precision, fp32, batch_size, tile, tile_pad, codec, crf, preset, pix_fmt, start, end, no_audio, overwrite):
+@click.option("--resume", is_flag=True, help="Encode in segments kept in .<output name>.vsr-resume/ beside the output; rerunning the same command after a crash, kill or Ctrl-C continues where it stopped.")
+@click.option("--segment-frames", type=click.IntRange(1), default=None, help="Frames per --resume segment.  [default: about 10 s of video, or 300]")
+@click.pass_context
+def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, batch_size, tile, tile_pad, codec, crf, preset, pix_fmt, start, end, no_audio, no_subtitles, overwrite, resume, segment_frames):
     """Upscale a video (or an image, or every video/image in a folder) with a super-resolution model.
 
-    Every frame is kept with its timestamp, and audio is copied packet for packet.
+    Every frame is kept with its timestamp (checked at the end: frames in = frames out, last pts equal), and audio,
+    subtitles, attachments and chapters are copied packet for packet.
     """
-    from vsr import pipeline, video
+    import signal
+
+    from vsr import pipeline
 
     scale = int(scale)
     if start is not None and end is not None and end <= start:
-        raise VsrError(f"--end ({end}) must be after --start ({start})")
+        raise VsrError(f"--end ({end:g} s) must be after --start ({start:g} s)")
     if not input.exists():
         raise VsrError(f"no such file or folder: {input}")
     cfg = pipeline.EnhanceConfig(
         batch_size=batch_size, tile=tile, tile_pad=tile_pad, device=device, precision="fp32" if fp32 else precision,
         codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, overwrite=overwrite, start=start, end=end,
-        copy_audio=not no_audio,
+        copy_audio=not no_audio, copy_subtitles=not no_subtitles, resume=resume, segment_frames=segment_frames,
     )
-    net = _load(model, str(weights) if weights else None, scale, device)
-    if input.is_dir():
+    model_given = ctx.get_parameter_source("model") != click.core.ParameterSource.DEFAULT
+    net = _load(model, str(weights) if weights else None, scale, device, model_given)
+    # `kill` (SIGTERM) stops as cleanly as Ctrl-C: temp files removed, resume state kept.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
+    try:
+        if not input.is_dir():
+            _enhance_one(input, output, net, cfg)
+            return
         files = _media_in(input, scale)
         if not files:
             raise VsrError(f"no videos or images in folder {input}")
         if output is not None:
-            output.mkdir(parents=True, exist_ok=True)
+            try:
+                output.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise VsrError(f"cannot create output folder {output}: {err.strerror or err}") from None
         for path in files:
-            target = output / f"{path.stem}_x{scale}{path.suffix}" if output else None
-            _enhance_one(path, target, net, cfg)
-        return
-    _enhance_one(input, output, net, cfg)
+            _enhance_one(path, output / f"{path.stem}_x{scale}{path.suffix}" if output else None, net, cfg)
+    except KeyboardInterrupt as exc:
+        click.echo(f"Error: interrupted; {getattr(exc, 'detail', 'no output was written')}", err=True)
+        ctx.exit(130)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def _enhance_one(path: Path, output: Path | None, net, cfg) -> None:
@@ -149,8 +219,11 @@ def _enhance_one(path: Path, output: Path | None, net, cfg) -> None:
             bar.close()
     for note in result.notes:
         click.echo(f"Note: {note}", err=True)
+    reused = f", {result.reused_frames} reused from an earlier run" if result.reused_frames else ""
+    last = f" ({result.last_time:.3f} s)" if result.last_time is not None else ""
     click.echo(
-        f"{result.output}: {result.frames_out}/{result.frames_in} frames, {result.width}x{result.height},"
+        f"{result.output}: {result.frames_out}/{result.frames_in} frames, last pts {result.last_pts_out}/"
+        f"{result.last_pts_in}{last}, verified{reused}; {result.width}x{result.height},"
         f" {result.seconds:.1f} s ({result.fps:.2f} fps)",
         err=True,
     )

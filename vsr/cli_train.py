@@ -6,7 +6,6 @@ reports; a VsrError becomes one `Error: ...` line and exit status 1, here as wel
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
@@ -16,17 +15,17 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from vsr import train
 from vsr.errors import VsrError
+from vsr.precision import PRECISIONS
 
 SCALES = ("2", "3", "4", "8")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-# Degradation ranges settable by flag: flag name -> data.Degradation field. Any field can be set in --config.
-RANGE_FLAGS = {"blur_sigma": "blur_sigma", "noise_sigma": "noise_sigma", "jpeg_quality": "jpeg_quality", "crf": "crf"}
-PROB_FLAGS = {"poisson_prob": "poisson_prob", "jpeg_prob": "jpeg_prob", "video_prob": "video_prob"}
+# data.Degradation fields settable by flag (into TrainConfig.degrade_args); any field can be set in --config.
+DEGRADE_FLAGS = ("blur_sigma", "noise_sigma", "poisson_prob", "jpeg_prob", "jpeg_quality", "video_prob", "crf")
 
 
 def _one_line_errors(command):
-    """VsrError -> click.ClickException (`Error: <first line>`, exit 1), so the command behaves alone as in the group."""
+    """VsrError -> click.ClickException (`Error: <first line>`, exit 1): the same alone as under the `vsr` group."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -53,62 +52,178 @@ class _Range(click.ParamType):
         return [int(lo) if lo.is_integer() else lo, int(hi) if hi.is_integer() else hi]
 
 
-def _defaults():
-    from vsr.train import TrainConfig
-
-    return TrainConfig()
-
-
-_D = _defaults()
+_D = train.TrainConfig()  # flag defaults are the dataclass's: one source of truth
 
 
 @click.command("train", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML file of options (names as these flags); flags given here override it.")
-@click.option("--phase", type=click.Choice(["mse", "gan"]), default=_D.phase, show_default=True, help="mse: SRResNet on pixel MSE. gan: SRGAN (G from --init-from against a discriminator).")
-@click.option("--data", multiple=True, help="Training image folder or image file (repeatable): `vsr prepare` output, T91, ...")
-@click.option("-s", "--scale", type=click.Choice(SCALES), default=str(_D.scale), show_default=True, help="Upscaling factor.")
+@click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML file of options (names as these flags); flags given here override it.",
+)
+@click.option(
+    "--phase", type=click.Choice(["mse", "gan"]), default=_D.phase, show_default=True,
+    help="mse: SRResNet on pixel MSE. gan: SRGAN (G from --init-from against a discriminator).",
+)
+@click.option(
+    "--data", multiple=True,
+    help="Training image folder or image file (repeatable): `vsr prepare` output, T91, ...",
+)
+@click.option(
+    "-s", "--scale", type=click.Choice(SCALES), default=str(_D.scale), show_default=True,
+    help="Upscaling factor.",
+)
 @click.option("--arch", default=_D.arch, show_default=True, help="Generator architecture (vsr models).")
-@click.option("--num-feat", type=click.IntRange(1), default=None, help="Generator width  [default: the architecture's, 64 for srresnet]")
-@click.option("--num-block", type=click.IntRange(1), default=None, help="Residual blocks  [default: the architecture's, 16 for srresnet]")
-@click.option("--d-num-feat", type=click.IntRange(1), default=_D.d_num_feat, show_default=True, help="Discriminator width (GAN phase).")
-@click.option("--hr-crop", type=click.IntRange(1), default=_D.hr_crop, show_default=True, help="HR training crop in pixels (a multiple of the scale).")
-@click.option("-b", "--batch-size", type=click.IntRange(1), default=_D.batch_size, show_default=True, help="Crops per step and process.")
-@click.option("--degrade", type=click.Choice(["bicubic", "realistic"]), default=_D.degrade, show_default=True, help="How LR is made: the paper's bicubic, or blur + noise + JPEG + H.264 like real footage.")
-@click.option("--blur-sigma", type=_Range(), default=None, help="realistic: Gaussian blur sigma range, HR pixels  [default: 0.2,2]")
-@click.option("--noise-sigma", type=_Range(), default=None, help="realistic: Gaussian noise std range, 0..255  [default: 0,10]")
-@click.option("--poisson-prob", type=click.FloatRange(0, 1), default=None, help="realistic: chance of Poisson instead of Gaussian noise  [default: 0.3]")
-@click.option("--jpeg-prob", type=click.FloatRange(0, 1), default=None, help="realistic: chance of a JPEG stage  [default: 0.3]")
+@click.option(
+    "--num-feat", type=click.IntRange(1), default=None,
+    help="Generator width  [default: the architecture's, 64 for srresnet]",
+)
+@click.option(
+    "--num-block", type=click.IntRange(1), default=None,
+    help="Residual blocks  [default: the architecture's, 16 for srresnet]",
+)
+@click.option(
+    "--d-num-feat", type=click.IntRange(1), default=_D.d_num_feat, show_default=True,
+    help="Discriminator width (GAN phase).",
+)
+@click.option(
+    "--hr-crop", type=click.IntRange(1), default=_D.hr_crop, show_default=True,
+    help="HR training crop in pixels (a multiple of the scale).",
+)
+@click.option(
+    "-b", "--batch-size", type=click.IntRange(1), default=_D.batch_size, show_default=True,
+    help="Crops per step and process.",
+)
+@click.option(
+    "--degrade", type=click.Choice(["bicubic", "realistic"]), default=_D.degrade, show_default=True,
+    help="How LR is made: the paper's bicubic, or blur + noise + JPEG + H.264 like real footage.",
+)
+@click.option(
+    "--blur-sigma", type=_Range(), default=None,
+    help="realistic: Gaussian blur sigma range, HR pixels  [default: 0.2,2]",
+)
+@click.option(
+    "--noise-sigma", type=_Range(), default=None,
+    help="realistic: Gaussian noise std range, 0..255  [default: 0,10]",
+)
+@click.option(
+    "--poisson-prob", type=click.FloatRange(0, 1), default=None,
+    help="realistic: chance of Poisson instead of Gaussian noise  [default: 0.3]",
+)
+@click.option(
+    "--jpeg-prob", type=click.FloatRange(0, 1), default=None,
+    help="realistic: chance of a JPEG stage  [default: 0.3]",
+)
 @click.option("--jpeg-quality", type=_Range(), default=None, help="realistic: JPEG quality range  [default: 40,95]")
-@click.option("--video-prob", type=click.FloatRange(0, 1), default=None, help="realistic: chance of the H.264 round trip  [default: 1]")
+@click.option(
+    "--video-prob", type=click.FloatRange(0, 1), default=None,
+    help="realistic: chance of the H.264 round trip  [default: 1]",
+)
 @click.option("--crf", type=_Range(), default=None, help="realistic: libx264 CRF range  [default: 18,35]")
-@click.option("--workers", type=click.IntRange(0), default=_D.workers, show_default=True, help="DataLoader worker processes (0: load in the training process).")
-@click.option("--steps", type=click.IntRange(1), default=_D.steps, show_default=True, help="Total optimizer steps (a resumed run goes on to this).")
+@click.option(
+    "--workers", type=click.IntRange(0), default=_D.workers, show_default=True,
+    help="DataLoader worker processes (0: load in the training process).",
+)
+@click.option(
+    "--steps", type=click.IntRange(1), default=_D.steps, show_default=True,
+    help="Total optimizer steps (a resumed run goes on to this).",
+)
 @click.option("--lr", type=float, default=_D.lr, show_default=True, help="Adam learning rate (G and D).")
 @click.option("--beta1", type=float, default=_D.beta1, show_default=True, help="Adam beta1.")
 @click.option("--beta2", type=float, default=_D.beta2, show_default=True, help="Adam beta2.")
-@click.option("--lr-decay-at", type=click.FloatRange(0, 1, min_open=True), default=None, help="Fraction of --steps after which lr is multiplied by --lr-decay  [default: never for mse, 0.5 for gan]")
-@click.option("--lr-decay", type=float, default=_D.lr_decay, show_default=True, help="Learning-rate factor after --lr-decay-at.")
-@click.option("--grad-clip", type=click.FloatRange(0), default=_D.grad_clip, show_default=True, help="Clip gradient norm to this (0: off).")
-@click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=_D.ema_decay, show_default=True, help="EMA of G's weights, used for validation and export (0: off).")
-@click.option("--mse-weight", type=click.FloatRange(0), default=None, help="GAN phase: weight of the pixel MSE  [default: 0 with --perceptual vgg (SRGAN-VGG54), 1 without (SRGAN-MSE)]")
-@click.option("--perceptual", type=click.Choice(["vgg", "none"]), default=_D.perceptual, show_default=True, help="GAN phase: VGG19 feature loss, or none.")
-@click.option("--vgg-layer", default=_D.vgg_layer, show_default=True, help="VGG19 feature map of the perceptual loss (relu5_4 = the paper's phi5,4).")
-@click.option("--vgg-weights", type=click.Path(dir_okay=False), default=None, help="torchvision VGG19 ImageNet state dict  [default: $TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth]")
-@click.option("--adv-weight", type=click.FloatRange(0), default=_D.adv_weight, show_default=True, help="GAN phase: weight of the adversarial loss.")
-@click.option("--init-from", type=click.Path(dir_okay=False), default=None, help="GAN phase: MSE run's ckpt.pt (its EMA) or a weights file to start G from.")
-@click.option("--run", "--run-dir", "run", default=_D.run, show_default=True, help="Run folder: config.json, log.jsonl, ckpt.pt, curves.png, samples/. (Under torchrun write --run-dir: torchrun takes --run for its own --run-path.)")
-@click.option("--val-dir", default=None, help="Validation HR images  [default: ../shared/data/benchmarks/Set5 beside the repo, else a holdout split]")
-@click.option("--val-every", type=click.IntRange(1), default=_D.val_every, show_default=True, help="Validate (PSNR/SSIM, curves.png) every N steps.")
-@click.option("--sample-every", type=click.IntRange(1), default=None, help="Sample grid every N steps  [default: --val-every]")
-@click.option("--ckpt-every", type=click.IntRange(1), default=_D.ckpt_every, show_default=True, help="Write ckpt.pt every N steps.")
-@click.option("--log-every", type=click.IntRange(1), default=_D.log_every, show_default=True, help="Log line (losses, lr, it/s) every N steps.")
-@click.option("--seed", type=int, default=_D.seed, show_default=True, help="Seed of weights, data order and degradations.")
-@click.option("--device", default=_D.device, show_default=True, help="auto, cpu, cuda or cuda:N (torchrun: each process takes its LOCAL_RANK GPU).")
-@click.option("--precision", type=click.Choice(PRECISIONS), default=_D.precision, show_default=True, help="auto: fp16 + GradScaler on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32. Weights, optimizer and EMA stay fp32.")
+@click.option(
+    "--lr-decay-at", type=click.FloatRange(0, 1, min_open=True), default=None,
+    help="Fraction of --steps after which lr is multiplied by --lr-decay  [default: never for mse, 0.5 for "
+    "gan]",
+)
+@click.option(
+    "--lr-decay", type=float, default=_D.lr_decay, show_default=True,
+    help="Learning-rate factor after --lr-decay-at.",
+)
+@click.option(
+    "--grad-clip", type=click.FloatRange(0), default=_D.grad_clip, show_default=True,
+    help="Clip gradient norm to this (0: off).",
+)
+@click.option(
+    "--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=_D.ema_decay, show_default=True,
+    help="EMA of G's weights, used for validation and export (0: off).",
+)
+@click.option(
+    "--mse-weight", type=click.FloatRange(0), default=None,
+    help="GAN phase: weight of the pixel MSE  [default: 0 with --perceptual vgg (SRGAN-VGG54), 1 without "
+    "(SRGAN-MSE)]",
+)
+@click.option(
+    "--perceptual", type=click.Choice(["vgg", "none"]), default=_D.perceptual, show_default=True,
+    help="GAN phase: VGG19 feature loss, or none.",
+)
+@click.option(
+    "--vgg-layer", default=_D.vgg_layer, show_default=True,
+    help="VGG19 feature map of the perceptual loss (relu5_4 = the paper's phi5,4).",
+)
+@click.option(
+    "--vgg-weights", type=click.Path(dir_okay=False), default=None,
+    help="torchvision VGG19 ImageNet state dict  [default: $TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth]",
+)
+@click.option(
+    "--adv-weight", type=click.FloatRange(0), default=_D.adv_weight, show_default=True,
+    help="GAN phase: weight of the adversarial loss.",
+)
+@click.option(
+    "--init-from", type=click.Path(dir_okay=False), default=None,
+    help="GAN phase: MSE run's ckpt.pt (its EMA) or a weights file to start G from.",
+)
+@click.option(
+    "--run", "--run-dir", "run", default=_D.run, show_default=True,
+    help="Run folder: config.json, log.jsonl, ckpt.pt, curves.png, samples/. (Under torchrun write --run-dir: "
+    "torchrun takes --run for its own --run-path.)",
+)
+@click.option(
+    "--val-dir", default=None,
+    help="Validation HR images  [default: ../shared/data/benchmarks/Set5 beside the repo, else a holdout "
+    "split]",
+)
+@click.option(
+    "--val-every", type=click.IntRange(1), default=_D.val_every, show_default=True,
+    help="Validate (PSNR/SSIM, curves.png) every N steps.",
+)
+@click.option(
+    "--sample-every", type=click.IntRange(1), default=None,
+    help="Sample grid every N steps  [default: --val-every]",
+)
+@click.option(
+    "--ckpt-every", type=click.IntRange(1), default=_D.ckpt_every, show_default=True,
+    help="Write ckpt.pt every N steps.",
+)
+@click.option(
+    "--log-every", type=click.IntRange(1), default=_D.log_every, show_default=True,
+    help="Log line (losses, lr, it/s) every N steps.",
+)
+@click.option(
+    "--seed", type=int, default=_D.seed, show_default=True,
+    help="Seed of weights, data order and degradations.",
+)
+@click.option(
+    "--device", default=_D.device, show_default=True,
+    help="auto, cpu, cuda or cuda:N (torchrun: each process takes its LOCAL_RANK GPU).",
+)
+@click.option(
+    "--precision", type=click.Choice(PRECISIONS), default=_D.precision, show_default=True,
+    help="auto: fp16 + GradScaler on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32. Weights, optimizer "
+    "and EMA stay fp32.",
+)
 @click.option("--compile/--no-compile", default=_D.compile, show_default=True, help="torch.compile the generator.")
-@click.option("--resume", is_flag=True, help="Continue the run in --run from its ckpt.pt (its config, overridden by flags given here).")
-@click.option("--export", type=click.Path(dir_okay=False), default=None, help="At the end, write EMA weights here (weights/NAME_x4.pt is then found by -m NAME).")
-@click.option("--export-from", type=click.Path(exists=True, dir_okay=False), default=None, help="Do not train: export this ckpt.pt to --export and stop.")
+@click.option(
+    "--resume", is_flag=True,
+    help="Continue the run in --run from its ckpt.pt (its config, overridden by flags given here).",
+)
+@click.option(
+    "--export", type=click.Path(dir_okay=False), default=None,
+    help="At the end, write EMA weights here; name them weights/NAME_x<scale>.pt for -m NAME to find them.",
+)
+@click.option(
+    "--export-from", type=click.Path(exists=True, dir_okay=False), default=None,
+    help="Do not train: export this ckpt.pt to --export and stop.",
+)
 @click.pass_context
 @_one_line_errors
 def train_cmd(ctx, config_file, export_from, **flags):
@@ -116,8 +231,6 @@ def train_cmd(ctx, config_file, export_from, **flags):
 
     Runs under torchrun too (torchrun --nproc_per_node N -m vsr train ...): DDP, one process per GPU (or CPU gloo).
     """
-    from vsr import train
-
     if export_from:
         if not flags["export"]:
             raise VsrError("--export-from needs --export PATH (where to write the weights)")
@@ -132,10 +245,10 @@ def train_cmd(ctx, config_file, export_from, **flags):
         values.update(train.read_checkpoint_config(run))
     values.update(file_values)
     degrade_args = dict(values.get("degrade_args") or {})
-    for name in (*RANGE_FLAGS, *PROB_FLAGS):
+    for name in DEGRADE_FLAGS:
         value = flags.pop(name)
         if name in given:
-            degrade_args[{**RANGE_FLAGS, **PROB_FLAGS}[name]] = value
+            degrade_args[name] = value
     values["degrade_args"] = degrade_args
     for name, value in flags.items():
         if name in given:
@@ -163,13 +276,31 @@ def _load_model(model: str, weights: str | None, scale: int):
 @click.command("eval", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.argument("hr_dir", required=False, type=click.Path(path_type=Path))
 @click.option("-s", "--scale", type=click.Choice(SCALES), default="4", show_default=True, help="Upscaling factor.")
-@click.option("-m", "--model", default="srresnet", show_default=True, help="Shipped weights name, or bicubic (names the arch for --weights).")
-@click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Weights file to evaluate instead of the shipped ones.")
-@click.option("--degrade", type=click.Choice(["bicubic", "realistic"]), default="bicubic", show_default=True, help="How LR is made from each HR image (realistic: seeded per image).")
+@click.option(
+    "-m", "--model", default="srresnet", show_default=True,
+    help="Shipped weights name, or bicubic (names the arch for --weights).",
+)
+@click.option(
+    "--weights", type=click.Path(dir_okay=False), default=None,
+    help="Weights file to evaluate instead of the shipped ones.",
+)
+@click.option(
+    "--degrade", type=click.Choice(["bicubic", "realistic"]), default="bicubic", show_default=True,
+    help="How LR is made from each HR image (realistic: seeded per image).",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True, help="Number format the model runs in (as vsr enhance).")
-@click.option("--border", type=click.IntRange(0), default=None, help="Pixels cropped from each side before scoring  [default: the scale]")
-@click.option("--video", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Evaluate every frame of this HR video instead (adds temporal flicker).")
+@click.option(
+    "--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+    help="Number format the model runs in (as vsr enhance).",
+)
+@click.option(
+    "--border", type=click.IntRange(0), default=None,
+    help="Pixels cropped from each side before scoring  [default: the scale]",
+)
+@click.option(
+    "--video", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Evaluate every frame of this HR video instead (adds temporal flicker).",
+)
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="With --video: only the first N frames.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the realistic degradation.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
@@ -233,7 +364,10 @@ def format_table(result: dict, per_image: bool = True) -> str:
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--every", type=click.IntRange(1), default=1, show_default=True, help="Keep every N-th frame.")
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="At most N frames per clip.")
-@click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True, help="Fraction of each clip (its end) written to OUT_DIR/holdout for validation.")
+@click.option(
+    "--holdout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+    help="Fraction of each clip (its end) written to OUT_DIR/holdout for validation.",
+)
 @_one_line_errors
 def prepare_cmd(clips_dir, out_dir, every, max_frames, holdout):
     """Decode video clips once into PNG frames (OUT_DIR/train, OUT_DIR/holdout) for `vsr train --data OUT_DIR`."""

@@ -31,15 +31,9 @@ def _model_name(model: nn.Module) -> str:
     return str(getattr(model, "arch", None) or type(model).__name__.lower())
 
 
-def _degrader(degrade: str | data.Degradation) -> Callable[[np.ndarray, int, np.random.Generator], np.ndarray]:
-    """The LR maker: the paper's bicubic downscale, or a `data.Degradation` (a preset name or a configured one)."""
-    if isinstance(degrade, str):
-        if degrade == "bicubic":
-            return lambda hr, scale, rng: data.bicubic_downscale(hr, scale)
-        if degrade not in ("realistic",):
-            raise VsrError(f"unknown degradation {degrade!r}; use bicubic or realistic")
-        degrade = data.Degradation(preset=degrade)
-    return degrade
+def _degrader(degrade: str | data.Degradation) -> data.Degradation:
+    """The LR maker: a preset name ("bicubic" is the paper's downscale, "realistic") or a configured Degradation."""
+    return data.Degradation(preset=degrade) if isinstance(degrade, str) else degrade
 
 
 class _Runner:

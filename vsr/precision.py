@@ -15,6 +15,8 @@ import torch
 from vsr.errors import VsrError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# The most PSNR a reduced precision may cost a model (Set5/Set14) before `auto` keeps fp32 for it.
+QUALITY_TOLERANCE_DB = 0.02
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -79,8 +81,9 @@ def choose_precision(
     Args:
         requested: "auto", "fp32", "bf16" or "fp16".
         device: where the model runs.
-        model_meta: the weights' meta; `reduced_precision_ok` (a list such as ["bf16", "fp16"]) written by the
-            precision check of `vsr eval` lets `auto` use only the formats that cost the model ≤ 0.02 dB.
+        model_meta: the weights' meta; `reduced_precision_max_delta_db` ({"bf16": 0.004, ...}, written by
+            scripts/precision_table.py) makes `auto` keep fp32 where a format was measured to cost > 0.02 dB.
+            A format never measured for the model is allowed.
         cpu_capability: injectable result of `cpu_bf16_capability()` (False means "detect").
     """
     if requested not in PRECISIONS:
@@ -93,15 +96,15 @@ def choose_precision(
         if requested == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise VsrError("this GPU has no bf16 support (use --precision fp16 or fp32)")
         return Precision(requested, "asked for")
-    allowed = None if model_meta is None else model_meta.get("reduced_precision_ok")
+    measured = (model_meta or {}).get("reduced_precision_max_delta_db") or {}
     if device.type == "cuda":
         candidate, why = "fp16", "fp16 on CUDA (tensor cores)"
     elif cpu_capability:
         candidate, why = "bf16", f"bf16 on CPU with {cpu_capability}"
     else:
         return Precision("fp32", "fp32: this CPU has no native bf16 (AMX / AVX-512-BF16)")
-    if allowed is not None and candidate not in allowed:
-        return Precision("fp32", f"fp32: these weights lose > 0.02 dB in {candidate} (measured)")
+    if measured.get(candidate, 0.0) > QUALITY_TOLERANCE_DB:
+        return Precision("fp32", f"fp32: these weights lose {measured[candidate]:.3f} dB in {candidate} (measured)")
     return Precision(candidate, why)
 
 

@@ -1,0 +1,470 @@
+"""enhance_video: decode thread -> bounded queue -> device -> model -> host -> bounded queue -> encode thread.
+
+Every batch carries its pts through unchanged; frames and the last pts are counted in and out and compared before
+the output is let onto the target path. Written either by one `VideoWriter` (temp + rename) or, with ``resume``, as
+segments joined at the end (see `vsr.pipeline.resume`).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vsr import video
+from vsr.errors import VsrError
+from vsr.video.writer import check_output_path
+from vsr.pipeline.resume import ResumeState, SegmentSink, input_identity, model_identity, state_dir
+from vsr.pipeline.upscaler import Upscaler, check_memory
+from vsr.precision import Precision, choose_precision, resolve_device
+
+_DONE = object()  # end-of-stream marker on the queues
+_TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.uint16}
+
+
+@dataclass
+class EnhanceConfig:
+    """Everything `enhance` can be told, besides the model and the paths."""
+
+    batch_size: int = 4
+    tile: int = 0  # 0 = whole frames; else LR tile side in pixels
+    tile_pad: int = 16
+    device: str = "auto"
+    precision: str = "auto"
+    codec: str = "libx264"
+    crf: int | None = None
+    preset: str | None = None
+    pix_fmt: str | None = None  # None: video.output_pix_fmt decides (keeps the input's bit depth where it can)
+    overwrite: bool = False
+    start: float | None = None
+    end: float | None = None
+    copy_audio: bool = True
+    copy_subtitles: bool = True
+    resume: bool = False  # write segments into a state folder beside the output, reusing finished ones
+    segment_frames: int | None = None  # frames per segment with resume; None: about 10 s (300 if the rate is unknown)
+    memory_limit: int | None = None  # bytes for the pre-flight check; None: measure (or $VSR_MEMORY_LIMIT)
+    queue_batches: int = 4  # batches in flight between each pair of stages; bounds memory
+
+
+@dataclass
+class EnhanceResult:
+    """What a run did, for the CLI to report. A returned result has passed the in == out check."""
+
+    output: str
+    frames_in: int
+    frames_out: int
+    seconds: float
+    device: str
+    precision: str
+    precision_reason: str
+    width: int
+    height: int
+    notes: list[str] = field(default_factory=list)
+    last_pts_in: int | None = None
+    last_pts_out: int | None = None
+    time_base: Fraction | None = None
+    bit_depth: int = 8  # of the frames that went through the model (16 for 10-bit input)
+    reused_frames: int = 0  # frames taken from the segments of an earlier --resume run
+
+    @property
+    def fps(self) -> float:
+        done = self.frames_out - self.reused_frames
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def verified(self) -> bool:
+        return self.frames_in == self.frames_out and self.last_pts_in == self.last_pts_out
+
+    @property
+    def last_time(self) -> float | None:
+        """The last frame's pts in seconds."""
+        if self.last_pts_out is None or self.time_base is None:
+            return None
+        return float(self.last_pts_out * self.time_base)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM via the CLI) stopped a run; ``detail`` says what was kept, for the one-line message."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+def _start_thread(target, *args) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def run():
+        try:
+            target(*args)
+        except BaseException as exc:  # re-raised in the main thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, errors
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Puts unless the run is being stopped; returns False when it was."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue, stop: threading.Event):
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return _DONE
+
+
+class _HostBuffers:
+    """A ring of pinned host buffers for one frame shape, so H2D/D2H copies can be asynchronous on CUDA."""
+
+    def __init__(self, count: int, shape: tuple[int, ...], dtype: torch.dtype, pinned: bool):
+        self.free: queue.Queue = queue.Queue()
+        for _ in range(count):
+            self.free.put(torch.empty(shape, dtype=dtype, pin_memory=pinned))
+
+    def take(self) -> torch.Tensor:
+        return self.free.get()
+
+    def give(self, buf: torch.Tensor) -> None:
+        self.free.put(buf)
+
+
+class _TargetSink:
+    """Writes every frame with one `VideoWriter` onto the target (temp + rename); checks in == out before the rename."""
+
+    reused = 0
+    done_last_pts = None
+    finished = False
+
+    def __init__(self, writer: video.VideoWriter):
+        self.writer = writer
+        self.warnings = writer.warnings
+
+    def write(self, frames: np.ndarray, pts: list[int]) -> None:
+        self.writer.write(frames, pts)
+
+    def finish(self, frames_in: int, last_pts_in: int | None, target: Path, overwrite: bool) -> tuple[int, int | None]:
+        frames_out, last_pts_out = self.writer.frames_written, self.writer.last_pts
+        if frames_out != frames_in or last_pts_out != last_pts_in:
+            raise VsrError(f"decoded {frames_in} frames ending at pts {last_pts_in} but wrote {frames_out} ending at "
+                           f"{last_pts_out}; output discarded")
+        self.writer.close()
+        return frames_out, last_pts_out
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+    def describe(self) -> str:
+        return "no output was written"
+
+
+def _pix_fmt_bits(pix_fmt: str | None) -> int:
+    if not pix_fmt:
+        return 8
+    import av  # the one PyAV use here: how many bits a pixel format name holds
+
+    try:
+        return max(c.bits for c in av.VideoFormat(pix_fmt).components)
+    except ValueError:
+        raise VsrError(f"unknown pixel format {pix_fmt!r} (e.g. yuv420p, yuv420p10le)") from None
+
+
+def default_output_path(input_path: str | os.PathLike, scale: int) -> Path:
+    path = Path(input_path)
+    return path.with_name(f"{path.stem}_x{scale}{path.suffix}")
+
+
+def _check_config(cfg: EnhanceConfig) -> None:
+    if cfg.batch_size < 1:
+        raise VsrError(f"batch size must be at least 1, got {cfg.batch_size}")
+    if cfg.tile < 0 or cfg.tile_pad < 0:
+        raise VsrError(f"tile and tile pad must be >= 0, got {cfg.tile} and {cfg.tile_pad}")
+    if cfg.segment_frames is not None and cfg.segment_frames < 1:
+        raise VsrError(f"segment frames must be at least 1, got {cfg.segment_frames}")
+    for name in ("start", "end"):
+        value = getattr(cfg, name)
+        if value is not None and value < 0:
+            raise VsrError(f"{name} must be >= 0 seconds, got {value}")
+    if cfg.start is not None and cfg.end is not None and cfg.end <= cfg.start:
+        raise VsrError(f"end ({cfg.end} s) must be after start ({cfg.start} s)")
+
+
+def enhance_video(
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike | None,
+    model: nn.Module,
+    cfg: EnhanceConfig | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[video.VideoInfo, Precision, torch.device], None] | None = None,
+) -> EnhanceResult:
+    """Upscales every frame of a video and writes it with the original pts and the source's other streams.
+
+    Args:
+        input_path: the video to read.
+        output_path: where to write (default `<stem>_x<scale><ext>` beside the input). Only ever appears complete:
+            written to a temporary file (or, with ``cfg.resume``, to segments) and renamed at the end.
+        model: a loaded vsr model (see `vsr.load_model`).
+        cfg: options.
+        progress: called with the number of frames just written (once at the start with the frames an earlier
+            ``--resume`` run finished).
+        on_start: called once with the probe, the chosen precision and device (the CLI prints them).
+
+    Returns:
+        What was done. Raises VsrError on any failure and `Interrupted` on Ctrl-C, leaving nothing at the target.
+    """
+    cfg = cfg or EnhanceConfig()
+    _check_config(cfg)
+    input_path = Path(input_path)
+    info = video.probe(input_path)
+    scale = int(model.scale)
+    output_path = Path(output_path) if output_path else default_output_path(input_path, scale)
+    device = resolve_device(cfg.device)
+    pix_fmt_notes: list[str] = []
+    pix_fmt = video.output_pix_fmt(info, cfg.codec, cfg.pix_fmt, pix_fmt_notes)
+    # 10-bit in and 10-bit out: decode to uint16 RGB so the model sees (and returns) every level.
+    depth = 16 if info.bit_depth > 8 and _pix_fmt_bits(pix_fmt) > 8 else 8
+    precision = choose_precision(cfg.precision, device, getattr(model, "meta", None))
+    if depth == 16 and precision.name == "bf16" and cfg.precision == "auto":
+        precision = Precision("fp32", "fp32: bf16's 8-bit mantissa would round 10-bit video to 8 bits")
+    upscaler = Upscaler(model, device, precision, cfg.tile, cfg.tile_pad)
+    queued = max(1, cfg.queue_batches)
+    check_memory(
+        upscaler.model, height=info.height, width=info.width, batch=cfg.batch_size, tile=cfg.tile,
+        tile_pad=cfg.tile_pad, device=device, value_bytes=upscaler.dtype.itemsize, sample_bytes=depth // 8,
+        queued_batches=2 * queued + 2, limit=cfg.memory_limit,
+    )
+    out_w, out_h = info.width * scale, info.height * scale
+    frame_args = dict(width=out_w, height=out_h, time_base=info.time_base, fps=info.fps, codec=cfg.codec,
+                      crf=cfg.crf, preset=cfg.preset, pix_fmt=pix_fmt, **info.color_tags)
+    if cfg.resume:
+        sink = _segment_sink(input_path, output_path, model, cfg, info, upscaler, pix_fmt, depth, frame_args)
+    else:
+        if state_dir(output_path).is_dir():
+            warnings.warn(f"{state_dir(output_path)} holds an earlier --resume run's work; pass --resume to use it")
+        sink = _TargetSink(video.VideoWriter(
+            output_path, source=str(input_path), overwrite=cfg.overwrite, start=cfg.start, end=cfg.end,
+            rotation=info.rotation, copy_audio=cfg.copy_audio, copy_subtitles=cfg.copy_subtitles, **frame_args,
+        ))
+
+    cuda = device.type == "cuda"
+    decoded: queue.Queue = queue.Queue(maxsize=queued)
+    upscaled: queue.Queue = queue.Queue(maxsize=queued)
+    stop = threading.Event()
+    counts = {"in": 0, "out": 0, "last_pts": None}
+    started = time.perf_counter()
+    skip_until = sink.done_last_pts
+    read_start = cfg.start
+    if skip_until is not None:
+        # Seek near the first unfinished frame; frames up to the last finished pts are dropped exactly, by pts.
+        origin = info.start_time or 0
+        read_start = max(cfg.start or 0.0, float((skip_until - origin) * info.time_base))
+
+    def decode():
+        if sink.finished:  # every frame was done by an earlier run: only the join is left
+            _put(decoded, _DONE, stop)
+            return
+        batches = video.read_frames(input_path, cfg.batch_size, start=read_start, end=cfg.end, depth=depth)
+        try:
+            for batch in batches:
+                if skip_until is not None and batch.pts[0] <= skip_until:
+                    keep = [i for i, p in enumerate(batch.pts) if p > skip_until]
+                    if not keep:
+                        continue
+                    batch = video.FrameBatch(np.ascontiguousarray(batch.frames[keep[0] :]), batch.pts[keep[0] :],
+                                             batch.time_base)
+                counts["in"] += len(batch.pts)
+                counts["last_pts"] = batch.pts[-1]
+                if not _put(decoded, batch, stop):
+                    return
+            _put(decoded, _DONE, stop)
+        finally:
+            batches.close()  # closes the input now, also when stopped early
+
+    frame_dtype = torch.uint16 if depth == 16 else torch.uint8
+    out_buffers = _HostBuffers(queued + 2, (cfg.batch_size, out_h, out_w, 3), frame_dtype, pinned=True) if cuda else None
+
+    def encode():
+        while True:
+            item = _get(upscaled, stop)
+            if item is _DONE or stop.is_set():
+                return
+            frames, pts, ready, buf = item
+            if ready is not None:
+                ready.synchronize()  # the D2H copy into this pinned buffer has landed
+            sink.write(frames, pts)
+            counts["out"] += len(pts)
+            if buf is not None:
+                out_buffers.give(buf)
+            if progress:
+                progress(len(pts))
+
+    decoder = encoder = None
+    decode_errors: list[BaseException] = []
+    encode_errors: list[BaseException] = []
+    copy_stream = torch.cuda.Stream(device) if cuda else None
+    try:
+        if on_start:
+            on_start(info, precision, device)
+        if progress and sink.reused:
+            progress(sink.reused)
+        decoder, decode_errors = _start_thread(decode)
+        encoder, encode_errors = _start_thread(encode)
+        while True:
+            batch = _get(decoded, stop)
+            if decode_errors or encode_errors or batch is _DONE:
+                break
+            frames = torch.from_numpy(batch.frames)
+            if cuda:
+                # Pinned staging so the H2D copy is asynchronous, on a side stream so it overlaps compute.
+                staged = frames.pin_memory()
+                with torch.cuda.stream(copy_stream):
+                    frames = staged.to(device, non_blocking=True)
+                torch.cuda.current_stream(device).wait_stream(copy_stream)
+                frames.record_stream(torch.cuda.current_stream(device))
+            sr = upscaler(frames)
+            n = sr.shape[0]
+            if cuda:
+                buf = out_buffers.take()
+                host = buf[:n]
+                host.copy_(sr, non_blocking=True)
+                ready = torch.cuda.Event()
+                ready.record()
+                item = (host.numpy(), batch.pts, ready, buf)
+            else:
+                item = (sr.numpy(), batch.pts, None, None)
+            if not _put(upscaled, item, stop):
+                break
+        if decode_errors:
+            raise decode_errors[0]
+        _put(upscaled, _DONE, stop)
+        encoder.join()
+        if encode_errors:
+            raise encode_errors[0]
+        frames_in = sink.reused + counts["in"]
+        last_pts_in = counts["last_pts"] if counts["last_pts"] is not None else sink.done_last_pts
+        if frames_in == 0:
+            raise VsrError(f"no frames decoded from {input_path} in the chosen range")
+        frames_out, last_pts_out = sink.finish(frames_in, last_pts_in, output_path, cfg.overwrite)
+    except BaseException as exc:
+        # Threads first: the encode thread may be inside the writer, which must not be closed under it.
+        stop.set()
+        for thread, wait in ((encoder, 60), (decoder, 10)):
+            if thread is not None:
+                thread.join(timeout=wait)
+        if encoder is None or not encoder.is_alive():
+            sink.abort()
+        if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, Interrupted):
+            raise Interrupted(sink.describe()) from None
+        raise
+    finally:
+        stop.set()
+    notes = pix_fmt_notes + [w for w in sink.warnings if w not in pix_fmt_notes]
+    if sink.reused:
+        notes.append(f"resumed: {sink.reused} frames ({sink.reused_segments} segments) reused from an earlier run")
+    return EnhanceResult(
+        output=str(output_path),
+        frames_in=frames_in,
+        frames_out=frames_out,
+        seconds=time.perf_counter() - started,
+        device=str(device),
+        precision=upscaler.precision.name,
+        precision_reason=precision.reason,
+        width=out_w,
+        height=out_h,
+        notes=notes + upscaler.notes,
+        last_pts_in=last_pts_in,
+        last_pts_out=last_pts_out,
+        time_base=info.time_base,
+        bit_depth=depth,
+        reused_frames=sink.reused,
+    )
+
+
+def _segment_sink(input_path: Path, target: Path, model: nn.Module, cfg: EnhanceConfig, info: video.VideoInfo,
+                  upscaler: Upscaler, pix_fmt: str | None, depth: int, frame_args: dict) -> SegmentSink:
+    """The resume state for ``target`` (found or new) and a sink writing segments into it."""
+    check_output_path(target, input_path, cfg.overwrite)  # now, not after hours of work
+    # Everything that changes the segments' pixels or pts; audio/subtitle choices only matter at the join.
+    settings = {
+        "width": frame_args["width"], "height": frame_args["height"], "time_base": str(info.time_base),
+        "codec": cfg.codec, "crf": cfg.crf, "preset": cfg.preset, "pix_fmt": pix_fmt, "depth": depth,
+        "precision": upscaler.precision.name, "tile": cfg.tile, "tile_pad": cfg.tile_pad, "start": cfg.start,
+        "end": cfg.end,
+    }
+    identity = {"input": input_identity(input_path), "model": model_identity(model), "settings": settings}
+    state = ResumeState(target, identity, video.segment_suffix(target))
+    segment_frames = cfg.segment_frames or (max(1, round(10 * info.fps)) if info.fps else 300)
+
+    def open_writer(path: Path) -> video.VideoWriter:
+        return video.VideoWriter(path, source=None, overwrite=True, **frame_args)
+
+    def join_into(segments: list[Path], output: Path):
+        return video.join_segments(
+            segments, output, source=str(input_path), time_base=info.time_base, copy_audio=cfg.copy_audio,
+            copy_subtitles=cfg.copy_subtitles, start=cfg.start, end=cfg.end, overwrite=True, rotation=info.rotation,
+            fps=info.fps, **info.color_tags,
+        )
+
+    return SegmentSink(state, segment_frames, open_writer, join_into)
+
+
+def upscale_image(
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike | None,
+    model: nn.Module,
+    cfg: EnhanceConfig | None = None,
+) -> Path:
+    """Upscales one image file (PNG/JPEG/...) into another, written atomically."""
+    from PIL import Image, UnidentifiedImageError
+
+    cfg = cfg or EnhanceConfig()
+    input_path = Path(input_path)
+    scale = int(model.scale)
+    output_path = Path(output_path) if output_path else default_output_path(input_path, scale)
+    if not input_path.is_file():
+        raise VsrError(f"no such file: {input_path}")
+    if output_path.exists() and output_path.resolve() == input_path.resolve():
+        raise VsrError(f"output {output_path} is the input; choose another -o")
+    if output_path.exists() and not cfg.overwrite:
+        raise VsrError(f"output file exists: {output_path} (use --overwrite to replace it)")
+    try:
+        with Image.open(input_path) as img:
+            rgb = np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise VsrError(f"not an image file: {input_path} ({exc})") from None
+    device = resolve_device(cfg.device)
+    precision = choose_precision(cfg.precision, device, getattr(model, "meta", None))
+    upscaler = Upscaler(model, device, precision, cfg.tile, cfg.tile_pad)
+    check_memory(upscaler.model, height=rgb.shape[0], width=rgb.shape[1], batch=1, tile=cfg.tile,
+                 tile_pad=cfg.tile_pad, device=device, value_bytes=upscaler.dtype.itemsize, limit=cfg.memory_limit)
+    sr = upscaler(torch.from_numpy(rgb.copy())[None].to(device))[0].cpu().numpy()
+    tmp = output_path.with_name(f".{output_path.name}.partial-{os.getpid()}{output_path.suffix}")
+    try:
+        Image.fromarray(sr).save(tmp)
+        os.replace(tmp, output_path)
+    except OSError as exc:
+        raise VsrError(f"cannot write {output_path}: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return output_path

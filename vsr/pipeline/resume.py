@@ -1,0 +1,291 @@
+"""`--resume`: encode a video as segments in a state folder beside the target, so a killed run can continue.
+
+The state folder is ``.<target name>.vsr-resume/`` beside the target. It holds ``manifest.json`` and the finished
+segments ``seg-00000.mp4``, ``seg-00001.mp4``, ... (``.mov`` for non-MP4 targets, see `video.segment_suffix`). Each segment is our own encode of ``segment_frames`` consecutive
+frames (video only, original pts), written by `VideoWriter` to a temp file and renamed, so a segment file that
+exists is complete; the manifest is rewritten (temp + rename) after each one, so it never names a partial file.
+
+A later run with ``--resume`` checks that the input (path, size, mtime), the model (a hash of its weights) and every
+setting that changes the segments' content are those of the manifest, and refuses with one line naming the first
+difference otherwise: finished work is never thrown away behind the user's back (deleting the folder starts over).
+It then decodes from the last finished frame on, dropping frames by pts up to it, and redoes only the unfinished
+segment. When every frame is done, `video.join_segments` remuxes the segments and the source's other streams into
+a file inside the state folder; that file is checked (frame count and last pts) and renamed onto the target, and
+the state folder is removed. The target path therefore only ever appears complete.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vsr import video
+from vsr.errors import VsrError
+
+MANIFEST = "manifest.json"
+VERSION = 1
+
+
+def state_dir(target: Path) -> Path:
+    """Where the resume state of ``target`` lives."""
+    return target.parent / f".{target.name}.vsr-resume"
+
+
+def model_identity(model: nn.Module) -> dict:
+    """The model as the manifest records it: arch, args and a SHA-256 of every weight (name, dtype, shape, bytes)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    args = getattr(model, "args", None)
+    return {
+        "arch": getattr(model, "arch", type(model).__name__),
+        "args": json.loads(json.dumps(args, default=str)) if isinstance(args, dict) else None,
+        "scale": int(model.scale),
+        "sha256": digest.hexdigest(),
+    }
+
+
+def input_identity(path: Path) -> dict:
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+@dataclass
+class Segment:
+    file: str
+    frames: int
+    first_pts: int
+    last_pts: int
+
+
+class ResumeState:
+    """The state folder of one target: its manifest, finished segments and an exclusive lock.
+
+    Args:
+        target: the final output file.
+        identity: ``{"input": ..., "model": ..., "settings": ...}``; must equal a found manifest's.
+        suffix: the segments' file extension (`video.segment_suffix`).
+    """
+
+    def __init__(self, target: Path, identity: dict, suffix: str):
+        self.target = target
+        self.suffix = suffix
+        self.dir = state_dir(target)
+        self.identity = identity
+        self.segments: list[Segment] = []
+        self.finished = False
+        self._lock = None
+        try:
+            self.dir.mkdir(exist_ok=True)
+        except OSError as err:
+            raise VsrError(f"cannot create resume state {self.dir}: {err.strerror or err}") from None
+        self._take_lock()
+        self._load()
+
+    def _take_lock(self) -> None:
+        # flock, not a lock file's existence: the kernel drops it when a process dies, even by SIGKILL.
+        try:
+            self._lock = open(self.dir / "lock", "w")
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise VsrError(f"another vsr is working on {self.target} (its resume state {self.dir} is locked)") from None
+        except OSError as err:
+            raise VsrError(f"cannot use resume state {self.dir}: {err.strerror or err}") from None
+
+    def _load(self) -> None:
+        path = self.dir / MANIFEST
+        if path.exists():
+            try:
+                data = json.loads(path.read_text())
+                segments = [Segment(**s) for s in data["segments"]]
+                found = {key: data[key] for key in self.identity}
+                finished = bool(data.get("finished"))
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                raise VsrError(f"resume state {self.dir} is damaged ({type(err).__name__}: {err}); delete that folder "
+                               "to start over") from None
+            self._check_identity(found)
+            # Keep the unbroken run of segments whose files are there; anything after a gap is redone.
+            for seg in segments:
+                file = self.dir / seg.file
+                if not file.is_file() or file.stat().st_size == 0:
+                    break
+                self.segments.append(seg)
+            self.finished = finished and len(self.segments) == len(segments)
+        self._remove_strays()
+        self.save()
+
+    def _check_identity(self, found: dict) -> None:
+        if found["input"] != self.identity["input"]:
+            raise VsrError(f"{self.identity['input']['path']} changed since the resume state {self.dir} was made "
+                           "(size or modification time differ); delete that folder to start over")
+        if found["model"] != self.identity["model"]:
+            raise VsrError(f"resume state {self.dir} was made with another model "
+                           f"({found['model'].get('arch')}, weights {found['model'].get('sha256', '')[:12]}); "
+                           "use the same model, or delete that folder to start over")
+        for key, new in self.identity["settings"].items():
+            old = found["settings"].get(key)
+            if old != new:
+                raise VsrError(f"resume state {self.dir} was made with {key} {old}, not {new}; rerun with the same "
+                               "options, or delete that folder to start over")
+
+    def _remove_strays(self) -> None:
+        """Deletes what a killed run left half done: temp files, segments the manifest does not list, a partial join."""
+        keep = {MANIFEST, "lock"} | {seg.file for seg in self.segments}
+        for entry in self.dir.iterdir():
+            if entry.name not in keep:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+
+    @property
+    def frames(self) -> int:
+        return sum(seg.frames for seg in self.segments)
+
+    @property
+    def last_pts(self) -> int | None:
+        return self.segments[-1].last_pts if self.segments else None
+
+    def segment_path(self, index: int) -> Path:
+        return self.dir / f"seg-{index:05d}{self.suffix}"
+
+    def add(self, segment: Segment) -> None:
+        self.segments.append(segment)
+        self.save()
+
+    def save(self) -> None:
+        data = {"vsr_resume": VERSION, "target": self.target.name, **self.identity,
+                "segments": [vars(seg) for seg in self.segments], "finished": self.finished}
+        temp = self.dir / f".{MANIFEST}.tmp"
+        try:
+            temp.write_text(json.dumps(data, indent=1))
+            os.replace(temp, self.dir / MANIFEST)
+        except OSError as err:
+            temp.unlink(missing_ok=True)
+            raise VsrError(f"cannot write resume state {self.dir}: {err.strerror or err}") from None
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def remove(self) -> None:
+        self.release()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def describe(self) -> str:
+        """What an interruption leaves behind, for the one-line message."""
+        if not self.segments:
+            return "no segment was finished, nothing kept"
+        return (f"{len(self.segments)} finished segment(s) ({self.frames} frames) kept in {self.dir}; "
+                "rerun with --resume to continue")
+
+
+class SegmentSink:
+    """Receives upscaled frames in order and writes them as segments of ``segment_frames`` frames.
+
+    Args:
+        state: the resume state (finished segments are kept as they are).
+        segment_frames: frames per segment.
+        open_writer: opens a `VideoWriter` (video only) on a segment path.
+        join: ``join(segment_paths, output) -> JoinResult`` (`video.join_segments` with the run's settings bound).
+    """
+
+    def __init__(self, state: ResumeState, segment_frames: int, open_writer: Callable[[Path], video.VideoWriter],
+                 join: Callable[[list[Path], Path], object]):
+        self.state = state
+        self.segment_frames = segment_frames
+        self._open_writer = open_writer
+        self._join = join
+        self._writer: video.VideoWriter | None = None
+        self._first_pts: int | None = None
+        self._last_pts: int | None = None
+        self.reused = state.frames
+        self.reused_segments = len(state.segments)
+        self.warnings: list[str] = []
+
+    @property
+    def done_last_pts(self) -> int | None:
+        """pts of the last frame already in a finished segment (the decoder drops frames up to it)."""
+        return self.state.last_pts
+
+    @property
+    def finished(self) -> bool:
+        return self.state.finished
+
+    def write(self, frames: np.ndarray, pts: list[int]) -> None:
+        i = 0
+        while i < len(pts):
+            if self._writer is None:
+                self._writer = self._open_writer(self.state.segment_path(len(self.state.segments)))
+                self._first_pts = int(pts[i])
+            take = min(self.segment_frames - self._writer.frames_written, len(pts) - i)
+            self._writer.write(frames[i : i + take], pts[i : i + take])
+            i += take
+            if self._writer.frames_written >= self.segment_frames:
+                self._close_segment(int(pts[i - 1]))
+        if len(pts):
+            self._last_pts = int(pts[-1])
+
+    def _close_segment(self, last_pts: int) -> None:
+        writer, self._writer = self._writer, None
+        writer.close()  # temp + rename: the segment file exists only once complete
+        self.warnings += [w for w in getattr(writer, "warnings", []) if w not in self.warnings]
+        self.state.add(Segment(writer.path.name, writer.frames_written, self._first_pts, last_pts))
+
+    def finish(self, frames_in: int, last_pts_in: int | None, target: Path, overwrite: bool) -> tuple[int, int | None]:
+        """Closes the last segment, joins all of them into ``target`` and checks the result against the input.
+
+        Returns:
+            (frames, last pts) of the joined file.
+        """
+        if self._writer is not None:
+            self._close_segment(self._last_pts)
+        self.state.finished = True
+        self.state.save()
+        if self.state.frames != frames_in:
+            raise VsrError(f"resume state {self.state.dir} holds {self.state.frames} frames, expected {frames_in}; "
+                           "delete that folder and run again")
+        joined = self.state.dir / f"joined{target.suffix}"
+        result = self._join([self.state.dir / seg.file for seg in self.state.segments], joined)
+        self.warnings += [w for w in getattr(result, "warnings", []) if w not in self.warnings]
+        if result.frames != frames_in or result.last_pts != last_pts_in:
+            joined.unlink(missing_ok=True)
+            raise VsrError(f"joined segments hold {result.frames} frames ending at pts {result.last_pts}, expected "
+                           f"{frames_in} ending at {last_pts_in}; output discarded")
+        if target.exists() and not overwrite:  # it may have appeared since the start
+            raise VsrError(f"output file exists: {target} (use --overwrite to replace it)")
+        try:
+            os.replace(joined, target)
+        except OSError as err:
+            hint = " (disk full)" if err.errno == errno.ENOSPC else ""
+            raise VsrError(f"cannot write {target}: {err.strerror or err}{hint}") from None
+        self.state.remove()
+        return result.frames, result.last_pts
+
+    def abort(self) -> None:
+        """Drops the unfinished segment; finished ones stay for the next --resume (the folder goes if there are none)."""
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+        if self.state.segments:
+            self.state.release()
+        else:
+            self.state.remove()
+
+    def describe(self) -> str:
+        return self.state.describe()

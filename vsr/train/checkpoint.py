@@ -1,0 +1,206 @@
+"""What a run saves and resumes from: the checkpoint dict (one file, ckpt.pt), the EMA of G, the position in the
+data and the random states; where the GAN phase's G starts from; and exporting a checkpoint as a weights file.
+
+A checkpoint holds only tensors and plain Python values, so it loads with `weights_only=True`; its layout is
+versioned by CKPT_VERSION, and resume rebuilds G from its `model_args`, never from today's defaults.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vsr import models
+from vsr.errors import VsrError
+
+CKPT_VERSION = 1
+
+
+class Ema:
+    """Exponential moving average of a model's weights (and BN statistics), kept in fp32.
+
+    The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates (TensorFlow's num_updates rule): with a
+    flat 0.999 the average would still be 74% the random init after 300 steps.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+        self._pairs = list(zip(self.module.state_dict().values(), model.state_dict().values()))
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        floats = [(e, m) for e, m in self._pairs if e.is_floating_point()]
+        torch._foreach_lerp_([e for e, _ in floats], [m.float() for _, m in floats], 1 - decay)
+        for e, m in self._pairs:
+            if not e.is_floating_point():
+                e.copy_(m)  # BN's num_batches_tracked
+
+    def state_dict(self) -> dict:
+        return {"module": self.module.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["module"])
+        self.updates = state["updates"]
+
+
+class _Batches:
+    """Endless training batches, pass after pass over the loader, with the position a checkpoint records.
+
+    The order of pass `epoch` is a pure function of (seed, epoch): the loader's shuffle generator is re-seeded at
+    each pass (DistributedSampler: set_epoch). So a resumed run finds its place without replaying the data:
+    with workers=0 it skips the consumed batches' indices without loading them; with workers, whose augmentation
+    streams live in processes that no checkpoint can hold, it starts the next pass (same distribution, new draws).
+    """
+
+    def __init__(self, loader, seed: int, epoch: int = 0, offset: int = 0):
+        self.loader, self.seed = loader, seed
+        self.epoch, self.offset = epoch, offset
+        self._start(skip=offset)
+
+    def _start(self, skip: int = 0) -> None:
+        if skip and self.loader.num_workers > 0:
+            self.epoch, self.offset, skip = self.epoch + 1, 0, 0
+        if hasattr(self.loader.sampler, "set_epoch"):
+            self.loader.sampler.set_epoch(self.epoch)
+        if self.loader.generator is not None:
+            self.loader.generator.manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
+        self._it = iter(self.loader)
+        indices = getattr(self._it, "_sampler_iter", None)  # private, but skipping through it loads nothing
+        for _ in range(skip):
+            if indices is not None:
+                next(indices)
+            else:
+                next(self._it)  # the slow way: load and drop (the dataset's RNG is restored afterwards)
+
+    def __next__(self):
+        try:
+            batch = next(self._it)
+        except StopIteration:
+            self.epoch, self.offset = self.epoch + 1, 0
+            self._start()
+            batch = next(self._it)
+        self.offset += 1
+        return batch
+
+
+def _save_checkpoint(path: Path, ckpt: dict) -> None:
+    """torch.save to a temp file beside `path`, then rename: a crash mid-write never leaves a broken ckpt.pt."""
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _load_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise VsrError(f"no checkpoint {path} (start without --resume, or point --run at an existing run)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types on damaged files
+        raise VsrError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("version") != CKPT_VERSION or "model_args" not in ckpt:
+        raise VsrError(f"{path} is not a vsr training checkpoint")
+    return ckpt
+
+
+def read_checkpoint_config(run: str | Path) -> dict:
+    """The config a run was started with (from its ckpt.pt), for `--resume` to start from."""
+    return dict(_load_checkpoint(Path(run) / "ckpt.pt")["config"])
+
+
+def _rng_states() -> dict:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _set_rng_states(states: dict) -> None:
+    random.setstate(states["python"])
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _dataset_rng(dataset) -> str | None:
+    """The main-process augmentation generator of a PairDataset (workers=0), as JSON; None if it has none yet."""
+    state = dataset.rng_state()
+    return json.dumps(state) if state is not None else None
+
+
+def _set_dataset_rng(dataset, state: str | None) -> None:
+    if state is not None:
+        dataset.set_rng_state(json.loads(state))
+
+
+def _initial_generator(path: str, arch: str, scale: int) -> tuple[dict, dict]:
+    """Model args and state dict to start the GAN phase's G from: a training ckpt.pt (its EMA) or a weights file."""
+    ckpt = None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a checkpoint: load_weights_file gives the one-line error for bad files
+        pass
+    if isinstance(ckpt, dict) and ckpt.get("version") == CKPT_VERSION and "model_args" in ckpt:
+        model_args = ckpt["model_args"]
+        state = ckpt["ema"]["module"] if ckpt.get("ema") else ckpt["G"]
+    else:
+        file_arch, args, state, _ = models.load_weights_file(path, arch)
+        model_args = {"arch": file_arch, "args": {**args, "scale": args.get("scale", scale)}}
+    if model_args["args"].get("scale") != scale:
+        raise VsrError(f"--init-from {path} is a x{model_args['args'].get('scale')} model, not x{scale}")
+    return model_args, state
+
+
+def export_weights(ckpt_path: str | Path, out_path: str | Path) -> Path:
+    """Writes a checkpoint's EMA weights (the raw G's without EMA) as a `models.save_weights` file.
+
+    `vsr enhance --weights OUT` loads it, and so does `-m NAME` when OUT is weights/NAME_x<scale>.pt.
+
+    Returns:
+        The path written.
+    """
+    ckpt = _load_checkpoint(Path(ckpt_path))
+    model_args = ckpt["model_args"]
+    model = models.build_model(model_args["arch"], **model_args["args"])
+    model.load_state_dict(ckpt["ema"]["module"] if ckpt.get("ema") else ckpt["G"])
+    cfg = ckpt["config"]
+    val = ckpt.get("val") or {}
+    meta = {
+        "trained_steps": ckpt["step"],
+        "phase": cfg["phase"],
+        "degrade": cfg["degrade"],
+        "degrade_args": cfg["degrade_args"],
+        "data": cfg["data"],
+        "val_dir": cfg["val_dir"] or None,
+        "val_psnr_y": val.get("psnr_y"),
+        "val_ssim_y": val.get("ssim_y"),
+        "precision": ckpt.get("precision"),
+        "perceptual": cfg["perceptual"],
+        "mse_weight": cfg["mse_weight"],
+        "adv_weight": cfg["adv_weight"] if cfg["phase"] == "gan" else None,
+        "ema_decay": cfg["ema_decay"],
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    models.save_weights(model, out_path, arch=model_args["arch"], args=model_args["args"], meta=meta)
+    return out_path

@@ -1,0 +1,21 @@
+"""Video I/O with PyAV (no torch): probe a file, decode it into RGB batches that carry each frame's pts, and write
+upscaled frames back with those pts, the input's colour tags, rotation and bit depth, and every other stream of
+the input (audio, subtitles, attachments, data, chapters, tags) copied packet for packet.
+
+Modules: :mod:`~vsr.video.probe` (VideoInfo), :mod:`~vsr.video.reader` (read_frames), :mod:`~vsr.video.codecs`
+(encoders, output_pix_fmt, encode_decode), :mod:`~vsr.video.colour` (tags and YUV<->RGB maths),
+:mod:`~vsr.video.streams` (copying the other streams), :mod:`~vsr.video.writer` (VideoWriter),
+:mod:`~vsr.video.join` (joining separately encoded segments, for resume).
+"""
+
+from vsr.video.codecs import CODECS, available_codecs, default_pix_fmt, encode_decode, output_pix_fmt
+from vsr.video.join import JoinResult, join_segments, segment_suffix
+from vsr.video.probe import IMAGE_EXTS, VIDEO_EXTS, StreamInfo, VideoInfo, probe
+from vsr.video.reader import FrameBatch, read_frames
+from vsr.video.writer import VideoSummary, VideoWriter, summarize
+
+__all__ = [
+    "CODECS", "IMAGE_EXTS", "VIDEO_EXTS", "FrameBatch", "JoinResult", "StreamInfo", "VideoInfo", "VideoSummary",
+    "VideoWriter", "available_codecs", "default_pix_fmt", "encode_decode", "join_segments", "output_pix_fmt",
+    "probe", "read_frames", "segment_suffix", "summarize",
+]

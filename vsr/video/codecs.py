@@ -1,0 +1,160 @@
+"""Encoders: which are available, their options, the output pixel format, and an in-memory encode/decode."""
+
+from __future__ import annotations
+
+import io
+import os
+from fractions import Fraction
+from functools import lru_cache
+
+import av
+import numpy as np
+
+from vsr.errors import VsrError
+
+CODECS = ("libx264", "libx265", "libsvtav1", "ffv1", "h264_nvenc", "hevc_nvenc")
+
+_DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 28, "h264_nvenc": 19, "hevc_nvenc": 21}
+_MAX_CRF = {"libx264": 51, "libx265": 51, "libsvtav1": 63, "h264_nvenc": 51, "hevc_nvenc": 51}
+# x264 preset names translated for encoders that number their presets instead.
+_SVT_PRESETS = {"ultrafast": 12, "superfast": 11, "veryfast": 10, "faster": 9, "fast": 8, "medium": 6, "slow": 4,
+                "slower": 3, "veryslow": 2}
+_NVENC_PRESETS = {"ultrafast": "p1", "superfast": "p1", "veryfast": "p2", "faster": "p3", "fast": "p3",
+                  "medium": "p4", "slow": "p5", "slower": "p6", "veryslow": "p7"}
+# NVENC encodes 10-bit H.264 only on the newest GPUs; elsewhere the encoder would fail to open mid-run.
+_NO_DEEP = {"h264_nvenc"}
+
+
+def default_pix_fmt(codec: str) -> str:
+    """The 8-bit encoder format: 4:2:0 as players expect, 4:4:4 for the lossless ffv1."""
+    return "yuv444p" if codec == "ffv1" else "yuv420p"
+
+
+def output_pix_fmt(info, codec: str, requested: str | None = None, warnings: list[str] | None = None) -> str:
+    """The pixel format to encode with: ``requested`` if given, else one that keeps the input's bit depth.
+
+    8-bit input gets :func:`default_pix_fmt`. Deeper input (``info.bit_depth`` > 8, e.g. HEVC Main10) gets the
+    same chroma layout at the input's depth when ``codec`` can encode it (yuv420p10le for libx264, libx265 and
+    libsvtav1; yuv444p10le for ffv1; p010le for hevc_nvenc; 12-bit where both sides have it), else the 8-bit
+    format and one warning line.
+
+    Args:
+        info: The input's :class:`~vsr.video.VideoInfo` (only ``bit_depth`` and ``pix_fmt`` are read).
+        codec: The video encoder.
+        requested: An explicit choice (``--pix-fmt``); returned as it is (the writer checks it).
+        warnings: A list to append the warning to; None drops it.
+
+    Returns:
+        A pixel format name for :class:`~vsr.video.VideoWriter`'s ``pix_fmt``.
+    """
+    if requested:
+        return requested
+    base = default_pix_fmt(codec)
+    depth = info.bit_depth
+    if depth <= 8:
+        return base
+    try:
+        supported = {f.name for f in av.Codec(codec, "w").video_formats or ()}
+    except ValueError:  # unknown encoder: the writer reports it
+        return base
+    # The shallowest format that holds every input bit first; a shallower deep format beats falling to 8 bits.
+    depths = [d for d in (10, 12, 16) if d >= depth] + [d for d in (12, 10) if d < depth]
+    candidates = [f"{base}{d}le" for d in depths]
+    if base == "yuv420p":
+        candidates.append("p010le")  # NVENC's 10-bit 4:2:0
+    if codec not in _NO_DEEP:
+        for pix_fmt in candidates:
+            if pix_fmt in supported:
+                return pix_fmt
+    if warnings is not None:
+        warnings.append(f"{codec} cannot encode {depth}-bit video: output is 8-bit {base} (input is {info.pix_fmt})")
+    return base
+
+
+def encoder_options(codec: str, crf: int | None, preset: str | None) -> dict[str, str]:
+    """Encoder options for a quality (``crf``, in each encoder's own scale) and an x264-style preset name."""
+    if codec == "ffv1":
+        return {}  # lossless: no quality knob
+    if crf is None:
+        crf = _DEFAULT_CRF.get(codec, 23)
+    if not 0 <= crf <= _MAX_CRF.get(codec, 51):
+        raise VsrError(f"crf {crf} is out of range for {codec} (0-{_MAX_CRF.get(codec, 51)})")
+    if codec in ("libx264", "libx265"):
+        options = {"crf": str(crf), "preset": preset or "medium"}
+        if codec == "libx265":
+            options["x265-params"] = "log-level=error"
+        return options
+    if codec == "libsvtav1":
+        os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints info banners to stderr unless told errors only
+        return {"crf": str(crf), "preset": str(_SVT_PRESETS.get(preset or "", preset or 8))}
+    if codec.endswith("_nvenc"):
+        return {"rc": "vbr", "cq": str(crf), "b": "0", "preset": _NVENC_PRESETS.get(preset or "", preset or "p4")}
+    return {"crf": str(crf)}
+
+
+def check_codec(codec: str) -> None:
+    if codec in CODECS:
+        if codec not in available_codecs():
+            raise VsrError(f"codec {codec} is not available here; available: {', '.join(available_codecs())}")
+        return
+    # Any other FFmpeg video encoder (mpeg4, libvpx-vp9, ...) is allowed, with generic options.
+    try:
+        if av.Codec(codec, "w").type == "video":
+            return
+    except ValueError:  # PyAV's UnknownCodecError
+        pass
+    raise VsrError(f"unknown codec {codec}; available: {', '.join(available_codecs())}")
+
+
+@lru_cache(maxsize=None)
+def _encoder_opens(codec: str) -> bool:
+    """Whether a hardware encoder really opens here (NVENC is compiled in everywhere but needs an NVIDIA GPU)."""
+    try:
+        ctx = av.CodecContext.create(codec, "w")
+        ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 256, 256, "yuv420p", Fraction(1, 25)
+        ctx.open()
+        return True
+    except (av.FFmpegError, OSError, ValueError):
+        return False
+
+
+def available_codecs() -> list[str]:
+    """The encoders of :data:`CODECS` that this PyAV build has (and, for NVENC, that open on this machine)."""
+    return [c for c in CODECS if c in av.codecs_available and (not c.endswith("_nvenc") or _encoder_opens(c))]
+
+
+def encode_decode(frames: np.ndarray, codec: str = "libx264", crf: int = 28, preset: str = "veryfast") -> np.ndarray:
+    """Compress frames with a real encoder in memory and decode them again (the "realistic" degradation).
+
+    Args:
+        frames: (N,H,W,3) uint8 RGB; odd H/W are padded to even (edge pixels) and cropped back.
+        codec: Encoder name, e.g. libx264 or libx265.
+        crf: Quality in the encoder's scale (higher = worse).
+        preset: x264-style speed preset.
+
+    Returns:
+        (N,H,W,3) uint8 RGB, the decoded frames.
+    """
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise VsrError(f"encode_decode needs (N,H,W,3) uint8 frames, got {frames.shape} {frames.dtype}")
+    n, height, width, _ = frames.shape
+    padded = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="matroska" if codec == "ffv1" else "mp4") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height = padded.shape[2], padded.shape[1]
+        stream.pix_fmt = "yuv420p"
+        # One thread: this runs inside data-loader workers, which already use every core between them.
+        stream.options = {**encoder_options(codec, crf, preset), "threads": "1"}
+        for i, img in enumerate(padded):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    buffer.seek(0)
+    with av.open(buffer, "r") as container:
+        out = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    if len(out) != n:
+        raise VsrError(f"{codec} round trip returned {len(out)} of {n} frames")
+    return np.ascontiguousarray(np.stack(out)[:, :height, :width])
+

@@ -1,0 +1,112 @@
+"""Decoding: :func:`read_frames` turns a video into RGB batches that carry each frame's pts.
+
+Time: ``start``/``end`` are seconds from the first frame of the video stream; pts are never renumbered.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from vsr.errors import VsrError
+from vsr.video.colour import frame_colour, sws_args
+from vsr.video.probe import decode_frames, error_text, main_video_stream, open_input
+
+
+@dataclass
+class FrameBatch:
+    """Consecutive decoded frames: ``frames`` (N,H,W,3) uint8 (or uint16) RGB, ``pts`` in ``time_base``."""
+
+    frames: np.ndarray
+    pts: list[int]
+    time_base: Fraction | None = None
+
+
+def read_frames(path, batch_size: int = 8, start: float | None = None, end: float | None = None,
+                depth: int = 8) -> Iterator[FrameBatch]:
+    """Decode a video into batches of RGB frames, each frame with its original pts.
+
+    Args:
+        path: Video file.
+        batch_size: Frames per batch (the last batch may be shorter).
+        start: First second to keep, counted from the video stream's first frame; None for the beginning.
+        end: Keep frames before this second (same clock as ``start``); None for the end.
+        depth: 8 for uint8 rgb24 frames, 16 for uint16 rgb48 frames scaled to the full 0..65535 range (keeps
+            10-bit input without crushing it; 8-bit input reads as value * 257).
+
+    Yields:
+        FrameBatch with C-contiguous (N,H,W,3) frames. Frames without a pts get the previous pts plus one frame
+        duration; a pts that does not increase is bumped to previous + 1 so the writer can encode it.
+
+    Raises:
+        VsrError: bad file (see :func:`probe`), a decode error, or a file that ends before its index says it should.
+    """
+    path = os.fspath(path)
+    if batch_size < 1:
+        raise VsrError(f"batch size must be at least 1, got {batch_size}")
+    if depth not in (8, 16):
+        raise VsrError(f"depth must be 8 or 16, got {depth}")
+    rgb_format, dtype = ("rgb24", np.uint8) if depth == 8 else ("rgb48le", np.uint16)
+    with open_input(path) as container:
+        stream = main_video_stream(container, path)
+        stream.thread_type = "AUTO"
+        time_base = stream.time_base or Fraction(1, 1000)
+        origin = stream.start_time or 0
+        step = max(round(1 / (stream.average_rate * time_base)), 1) if stream.average_rate else 1
+        if start:
+            # Seek lands on the keyframe before `start`; the frames before it are decoded and dropped below.
+            try:
+                container.seek(origin + int(start / time_base), stream=stream, backward=True)
+            except av.FFmpegError as err:
+                raise VsrError(f"cannot seek to {start}s in {path}: {error_text(err)}") from None
+        start_pts = origin + start / time_base if start else None
+        end_pts = origin + end / time_base if end is not None else None
+        batch, pts, last_pts, decoded, stats = None, [], None, 0, {"packets": 0, "shown": 0}
+        for frame in decode_frames(container, stream, path, stats):
+            decoded += 1
+            p = frame.pts if frame.pts is not None else (origin if last_pts is None else last_pts + step)
+            if start_pts is not None and p < start_pts:
+                continue
+            if end_pts is not None and p >= end_pts:
+                break
+            if last_pts is not None and p <= last_pts:
+                p = last_pts + 1
+            if last_pts is None:
+                width, height = frame.width, frame.height
+                color_range, color_space, _, _ = frame_colour(frame, stream)
+                sws = sws_args(frame.format.name, color_space, color_range, width, height)
+            if batch is None:  # a fresh array per batch: the consumer may still hold the previous one
+                batch = np.empty((batch_size, height, width, 3), dtype)
+            # Size changes mid-stream (some broadcast captures) are scaled back to the first frame's size.
+            rgb = frame.reformat(width=width, height=height, format=rgb_format,
+                                 src_colorspace=sws.get("matrix"), src_color_range=sws.get("range"))
+            batch[len(pts)] = rgb.to_ndarray()
+            pts.append(int(p))
+            last_pts = p
+            if len(pts) == batch_size:
+                yield FrameBatch(batch, pts, time_base)
+                batch, pts = None, []
+        if pts:
+            yield FrameBatch(batch[: len(pts)], pts, time_base)
+        if start is None and end is None:
+            _check_complete(container, stream, path, decoded, stats)
+
+
+def _check_complete(container, stream, path: str, decoded: int, stats: dict) -> None:
+    """Fail loudly when a whole-file decode lost frames, rather than let a short output pass as complete."""
+    if decoded == 0:
+        raise VsrError(f"no decodable video frames in {path}")
+    # Only MP4/MOV counts are exact: their index lists every sample, one packet per frame, edit-list cuts marked
+    # discard. AVI indexes hold dropped-frame placeholders and TS may split frames into fields, so not checked.
+    if "mp4" not in container.format.name:
+        return
+    if stream.frames and stats["packets"] < stream.frames:
+        raise VsrError(f"{path} is truncated: it holds {stats['packets']} of the {stream.frames} frames "
+                       "its index lists")
+    if decoded < stats["shown"]:
+        raise VsrError(f"{path} is corrupt: decoded {decoded} of {stats['shown']} frames")

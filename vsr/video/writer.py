@@ -1,0 +1,406 @@
+"""Encoding: :class:`VideoWriter` encodes RGB frames with their pts into a temp file beside the target, carries over
+every other stream of the source (see :mod:`vsr.video.streams`), checks the result and renames it into place.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from vsr.errors import VsrError
+from vsr.video.codecs import check_codec, default_pix_fmt, encoder_options, output_pix_fmt
+from vsr.video.colour import COLOR_SPACES, default_space, sws_args, tag_stream
+from vsr.video.probe import error_text, main_video_stream, open_input, probe
+from vsr.video.streams import StreamCopier
+
+
+@dataclass(frozen=True)
+class VideoSummary:
+    """A file's main video stream as its packets tell it (read back without decoding).
+
+    ``frames`` counts packets holding data (one per frame in the files vsr writes); pts are in ``time_base``.
+    """
+
+    frames: int
+    first_pts: int | None
+    last_pts: int | None
+    time_base: Fraction
+
+
+def summarize(path) -> VideoSummary:
+    """Count the video frames of ``path`` and find its first and last pts, reading packets only (fast)."""
+    path = os.fspath(path)
+    with open_input(path) as container:
+        stream = main_video_stream(container, path)
+        frames, first, last = 0, None, None
+        try:
+            for packet in container.demux(stream):
+                # Size 0: flush packets and AVI's dropped-frame placeholders; discard: cut by an MP4 edit list.
+                if not packet.size or packet.is_discard:
+                    continue
+                frames += 1
+                if packet.pts is not None:
+                    first = packet.pts if first is None else min(first, packet.pts)
+                    last = packet.pts if last is None else max(last, packet.pts)
+        except av.FFmpegError as err:
+            raise VsrError(f"cannot read {path} back: {error_text(err)}") from None
+        return VideoSummary(frames, first, last, stream.time_base or Fraction(1, 1000))
+
+
+def check_summary(summary: VideoSummary, path, *, frames: int, first_pts: int | None, last_pts: int | None,
+                  time_base: Fraction, exact: bool = True) -> None:
+    """Raise VsrError unless ``summary`` holds ``frames`` frames from ``first_pts`` to ``last_pts`` (in ``time_base``).
+
+    Times are compared in seconds to within half a tick of the coarser clock (Matroska stores milliseconds).
+    ``exact=False`` checks the frame count only, for containers whose timestamps are not kept as written (AVI
+    stores frame numbers: it cannot hold times before 0, B-frame reordering, or a time base other than 1/fps).
+    """
+    if summary.frames != frames:
+        raise VsrError(f"output check failed: {path} holds {summary.frames} video frames, {frames} were written")
+    if not exact:
+        return
+    tolerance = max(Fraction(time_base), summary.time_base) / 2
+    for name, want, got in (("first", first_pts, summary.first_pts), ("last", last_pts, summary.last_pts)):
+        if want is None or got is None:
+            continue
+        want_s, got_s = want * Fraction(time_base), got * summary.time_base
+        if abs(want_s - got_s) > tolerance:
+            raise VsrError(f"output check failed: the {name} frame of {path} is at {float(got_s):.6f}s, "
+                           f"it was written at {float(want_s):.6f}s")
+
+
+def check_output_path(path: Path, source, overwrite: bool) -> None:
+    """Refuse a target that cannot or must not be written, before any work is done."""
+    parent = path.parent
+    if not parent.is_dir():
+        raise VsrError(f"output folder does not exist: {parent}")
+    if not os.access(parent, os.W_OK):
+        raise VsrError(f"cannot write to folder {parent}: permission denied")
+    if path.is_dir():
+        raise VsrError(f"output is a folder: {path}")
+    if source is not None:
+        same = Path(source).resolve() == path.resolve()
+        if not same and path.exists() and os.path.exists(source):
+            same = os.path.samefile(source, path)  # hard links and other spellings of one file
+        if same:
+            raise VsrError(f"output is the same file as the input: {path}")
+    if path.exists() and not overwrite:
+        raise VsrError(f"output file exists: {path} (use --overwrite to replace it)")
+
+
+def create_temp(path: Path) -> Path:
+    """Create an empty hidden file beside ``path`` ("." + name + ".partial-XXXXXXXX" + the same extension)."""
+    # Not tempfile.mkstemp: its 0600 mode would end up on the renamed output; os.open applies the umask.
+    for _ in range(100):
+        temp = path.parent / f".{path.name}.partial-{secrets.token_hex(4)}{path.suffix}"
+        try:
+            os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return temp
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise VsrError(f"cannot write to folder {path.parent}: {error_text(err)}") from None
+    raise VsrError(f"cannot create a temporary file in {path.parent}")
+
+
+# Containers whose muxer keeps every timestamp as given (with the options below). The rest (AVI) cannot store
+# times before 0: their muxer would shift every stream when one starts there, as copied audio with encoder
+# priming often does, so such packets are dropped instead (see StreamCopier).
+EXACT_TIME_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".ts"}
+
+
+def exact_times(path: Path) -> bool:
+    """Whether the container ``path`` names keeps every pts as written (and times before 0)."""
+    return path.suffix.lower() in EXACT_TIME_SUFFIXES
+
+
+def container_options(path: Path, time_base: Fraction) -> dict[str, str]:
+    """Muxer options that keep pts exact."""
+    suffix = path.suffix.lower()
+    if suffix in (".mp4", ".m4v", ".mov"):
+        # MP4/MOV would otherwise pick its own timescale (>= 10000) and renumber every pts. (Negative times are
+        # kept through an edit list.)
+        return {"video_track_timescale": str(time_base.denominator)} if time_base.numerator == 1 else {}
+    if suffix in (".mkv", ".webm"):
+        # By default the muxer shifts every stream when one starts before 0 (MP3/AAC priming in copied audio);
+        # Matroska stores such times as they are.
+        return {"avoid_negative_ts": "disabled"}
+    if suffix == ".ts":
+        return {"avoid_negative_ts": "disabled", "mpegts_copyts": "1"}
+    return {}
+
+
+# An encode of at most this many frames gets its decode timestamps checked before muxing (see fix_short_dts).
+SHORT_ENCODE = 8
+
+
+def fix_short_dts(packets: list) -> None:
+    """Give a whole (short) encode valid decode timestamps if the encoder's are not.
+
+    libx265 computes its dts offset from the first frames past its B-frame delay; an encode of fewer frames gets
+    an uninitialised offset (dts seconds away from the pts, different on every run), which the MP4 muxer refuses
+    or writes as a long silent start. Valid means strictly increasing, never after the packet's pts, and starting
+    no further before the first frame than the encode lasts (as x264's lead-in does). Otherwise each packet gets
+    the earliest pts still to be shown, less one tick per later packet waiting for that same frame.
+
+    Args:
+        packets: Every packet of one encode, in decode order (changed in place).
+    """
+    if not packets:
+        return
+    pts, dts = [p.pts for p in packets], [p.dts for p in packets]
+    span = max(pts) - min(pts)
+    if (None not in dts and all(a < b for a, b in zip(dts, dts[1:])) and all(d <= p for d, p in zip(dts, pts))
+            and dts[0] >= min(pts) - span):
+        return
+    firsts = [min(pts[i:]) for i in range(len(pts))]
+    for i, packet in enumerate(packets):
+        packet.dts = firsts[i] - sum(1 for f in firsts[i + 1:] if f == firsts[i])
+
+
+def close_quietly(*containers) -> None:
+    """Close containers of a file that is being thrown away; a failing trailer write does not matter then."""
+    for container in containers:
+        if container is not None:
+            try:
+                container.close()
+            except (av.FFmpegError, OSError):
+                pass
+
+
+class VideoWriter:
+    """Encode RGB frames with their pts to a temp file beside ``path``; rename it into place only on success.
+
+    Use as a context manager: leaving the block normally finishes the file (flush the encoder, copy the rest of the
+    other streams, check the frames, rename); an exception deletes the temp file and leaves ``path`` as it was.
+    ``close()`` / ``abort()`` do the same by hand.
+
+    With a ``source``, every other stream of it is carried over (see :class:`~vsr.video.streams.StreamCopier`):
+    audio and subtitle tracks, attachments, data streams, chapters, container and stream tags, dispositions.
+
+    Frames whose width/height are odd while the pixel format subsamples chroma (yuv420p needs even sizes) are
+    padded by one pixel, repeating the edge (``padded`` is (right, bottom) pixels added).
+
+    Attributes:
+        warnings: One line each for what was not kept as it was: streams left out or converted, chapters the
+            container cannot hold, padding, a bit depth the encoder cannot keep.
+        frames_written: Frames encoded so far.
+        pix_fmt: The encoder's pixel format.
+        summary: After :meth:`close`: the finished file's :class:`VideoSummary` (checked against what was
+            written, as frames in == frames out and first/last pts equal).
+    """
+
+    def __init__(self, path, *, width: int, height: int, time_base: Fraction, fps: Fraction | None,
+                 source=None, codec: str = "libx264", crf: int | None = None, preset: str | None = None,
+                 pix_fmt: str | None = None, copy_audio: bool = True, copy_subtitles: bool = True,
+                 overwrite: bool = False, color_range: str | None = None, color_space: str | None = None,
+                 color_primaries: str | None = None, color_trc: str | None = None, rotation: int = 0,
+                 start: float | None = None, end: float | None = None, options: dict[str, str] | None = None,
+                 verify: bool = True):
+        """Check the options, create the temp file and open the encoder (and the source).
+
+        Args:
+            path: Target file; its extension picks the container.
+            width: Frame width of what will be written.
+            height: Frame height.
+            time_base: Time base of the pts passed to :meth:`write` (the input video stream's).
+            fps: Nominal frame rate (the input's average rate); a rate-control hint, pts decide timing.
+            source: File whose other streams are copied (usually the input video); None writes video only.
+            codec: Video encoder, one of :func:`available_codecs` or another FFmpeg video encoder.
+            crf: Quality in the encoder's own scale (None: 18 for x264, 20 x265, 28 SVT-AV1, 19/21 NVENC);
+                ffv1 is lossless and ignores it.
+            preset: x264-style preset name (mapped for SVT-AV1 and NVENC); None for "medium".
+            pix_fmt: Encoder pixel format. None: with a ``source``, :func:`output_pix_fmt` (keeps a 10-bit
+                input 10-bit where the encoder can); without, yuv420p (yuv444p for ffv1).
+            copy_audio: Copy the audio streams of ``source``.
+            copy_subtitles: Copy (or convert) the subtitle streams of ``source``.
+            overwrite: Replace an existing ``path``.
+            color_range: "tv"/"pc"; None for "tv". Used for the RGB->YUV maths and tagged on the output.
+            color_space: Matrix ("bt709", "smpte170m", ...); None for BT.709 from 720p up, else BT.601. Used for
+                the maths and tagged.
+            color_primaries: Tag only (no conversion), e.g. the input's.
+            color_trc: Tag only (no conversion), e.g. the input's.
+            rotation: Display rotation to tag, counter-clockwise degrees as :func:`probe` reports it.
+            start: The ``start`` given to :func:`read_frames` for an excerpt: other streams' packets before the
+                first written frame are dropped, chapters cut. None keeps them.
+            end: The ``end`` given to :func:`read_frames`: packets from the end of the last written frame on are
+                dropped, chapters cut. None keeps them. (Packets are cut where the frames actually written end.)
+            options: Extra encoder options, passed to FFmpeg as they are.
+            verify: On :meth:`close`, read the file back and check frame count and first/last pts.
+        """
+        self.path = Path(path)
+        self.time_base = Fraction(time_base)
+        self.frames_written = 0
+        self.warnings: list[str] = []
+        self.summary: VideoSummary | None = None
+        self._verify = verify
+        self._closed = False
+        self._last_pts: int | None = None
+        self._first_pts: int | None = None
+        self._held_video: list | None = []  # the first encoded packets, see _mux_video
+        fps = Fraction(fps).limit_denominator(1_000_000) if fps else None
+        self._frame_step = 1 / (fps * self.time_base) if fps else None
+        self._cut_start, self._cut_end = start is not None, end is not None
+        if width < 1 or height < 1:
+            raise VsrError(f"frame size must be positive, got {width}x{height}")
+        check_output_path(self.path, source, overwrite)
+        check_codec(codec)
+        codec_options = {**encoder_options(codec, crf, preset), **(options or {})}
+        if pix_fmt is None and source is not None:
+            pix_fmt = output_pix_fmt(probe(source), codec, None, self.warnings)
+        pix_fmt = pix_fmt or default_pix_fmt(codec)
+        supported = [f.name for f in av.Codec(codec, "w").video_formats or ()]
+        if supported and pix_fmt not in supported:
+            raise VsrError(f"{codec} cannot encode pix_fmt {pix_fmt}; it takes {', '.join(supported[:12])}")
+        self.pix_fmt = pix_fmt
+        fmt = av.VideoFormat(pix_fmt)
+        self.padded = (width % 2 if fmt.chroma_width(3) < 3 else 0, height % 2 if fmt.chroma_height(3) < 3 else 0)
+        if any(self.padded):
+            self.warnings.append(f"odd frame size {width}x{height} padded to {width + self.padded[0]}x"
+                                 f"{height + self.padded[1]} (edge pixels repeated; {pix_fmt} needs even sizes)")
+        self.width, self.height = width, height
+        out_w, out_h = width + self.padded[0], height + self.padded[1]
+        color_space = color_space or default_space(out_w, out_h)
+        color_range = color_range or "tv"
+        self._sws = sws_args(pix_fmt, color_space, color_range, out_w, out_h)
+
+        self.temp_path = create_temp(self.path)
+        self._out = self._copier = None
+        try:
+            self._out = av.open(str(self.temp_path), "w",
+                                container_options=container_options(self.path, self.time_base))
+            self._stream = self._out.add_stream(codec, rate=fps or 25, options=codec_options)
+            self._stream.width, self._stream.height, self._stream.pix_fmt = out_w, out_h, pix_fmt
+            self._stream.time_base = self.time_base
+            self._stream.codec_context.time_base = self.time_base
+            # Tag exactly what the conversion used (RGB formats have no matrix), so players undo it the same way.
+            tag_stream(self._stream, color_range=color_range if self._sws else None,
+                       color_space=color_space if self._sws and color_space in COLOR_SPACES else None,
+                       color_primaries=color_primaries, color_trc=color_trc)
+            if rotation % 360:
+                self._stream.set_display_rotation(rotation % 360)
+            if source is not None:
+                self._copier = StreamCopier(self._out, os.fspath(source), audio=copy_audio,
+                                            subtitles=copy_subtitles, span=(start, end),
+                                            negative_times=exact_times(self.path), warnings=self.warnings)
+                self._copier.tag_video(self._stream)
+        except BaseException as err:
+            self.abort()
+            if isinstance(err, VsrError):
+                raise
+            if isinstance(err, (av.FFmpegError, ValueError, OSError)):
+                raise VsrError(f"cannot write {self.path}: {error_text(err)}") from None
+            raise
+
+    @property
+    def last_pts(self) -> int | None:
+        """The pts (in ``time_base``) of the last frame written; None before the first."""
+        return self._last_pts
+
+    @property
+    def first_pts(self) -> int | None:
+        """The pts of the first frame written; None before it."""
+        return self._first_pts
+
+    def _mux_video(self, packets, last: bool = False) -> None:
+        """Mux encoded packets; the first ones wait until the encode is past :data:`SHORT_ENCODE` frames."""
+        if self._held_video is None:
+            self._out.mux(packets)
+            return
+        self._held_video += packets
+        if last:
+            fix_short_dts(self._held_video)
+        if last or self.frames_written > SHORT_ENCODE:
+            packets, self._held_video = self._held_video, None
+            self._out.mux(packets)
+
+    def _mux_others(self, until: Fraction | None, stop: Fraction | None = None) -> None:
+        if self._copier is None:
+            return
+        first = self._first_pts * self.time_base if self._cut_start else None
+        self._copier.mux(until, first=first, stop=stop)
+
+    def write(self, frames: np.ndarray, pts: Sequence[int]) -> None:
+        """Encode frames with the given pts (strictly increasing, in ``time_base``).
+
+        Args:
+            frames: (N,H,W,3) uint8 RGB, or uint16 RGB using the full 0..65535 range (what ``read_frames(depth=16)``
+                gives: keeps 10-bit precision); H and W as given to the writer. Either goes into any pix_fmt.
+            pts: One pts per frame.
+        """
+        if self._closed:
+            raise VsrError("the video writer is already closed")
+        if frames.ndim != 4 or frames.shape[1:] != (self.height, self.width, 3) or len(frames) != len(pts):
+            raise VsrError(f"writer expected {len(pts)} frames of {self.height}x{self.width}x3, got {frames.shape}")
+        if frames.dtype not in (np.uint8, np.uint16):
+            raise VsrError(f"writer expected uint8 or uint16 frames, got {frames.dtype}")
+        if any(self.padded):
+            frames = np.pad(frames, ((0, 0), (0, self.padded[1]), (0, self.padded[0]), (0, 0)), mode="edge")
+        rgb_format = "rgb24" if frames.dtype == np.uint8 else "rgb48le"
+        for img, p in zip(frames, pts):
+            p = int(p)
+            if self._last_pts is not None and p <= self._last_pts:
+                raise VsrError(f"frame pts must increase: {p} after {self._last_pts}")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=rgb_format)
+            frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self._sws.get("matrix"),
+                                   dst_color_range=self._sws.get("range"))
+            frame.pts, frame.time_base = p, self.time_base
+            if self._first_pts is None:
+                self._first_pts = p
+            try:
+                packets = self._stream.encode(frame)
+                if self._last_pts is not None and self._frame_step is None:
+                    self._frame_step = Fraction(p - self._last_pts)
+                self._last_pts = p
+                self.frames_written += 1
+                self._mux_video(packets)
+                self._mux_others(until=p * self.time_base)
+            except (av.FFmpegError, OSError) as err:  # e.g. a full disk, or a hardware encoder out of sessions
+                raise VsrError(f"cannot write {self.path}: {error_text(err)}") from None
+
+    def close(self) -> None:
+        """Finish the file: flush the encoder, copy what is left of the other streams, check, rename onto ``path``."""
+        if self._closed:
+            return
+        try:
+            if self.frames_written == 0:
+                raise VsrError(f"no frames were written to {self.path}")
+            self._mux_video(self._stream.encode(None), last=True)
+            end = (self._last_pts + (self._frame_step or 1)) * self.time_base
+            self._mux_others(until=None, stop=end if self._cut_end else None)
+            self._out.close()
+            if self._copier is not None:
+                self._copier.close()
+            if self._verify:
+                self.summary = summarize(self.temp_path)
+                check_summary(self.summary, self.path, frames=self.frames_written, first_pts=self._first_pts,
+                              last_pts=self._last_pts, time_base=self.time_base, exact=exact_times(self.path))
+            os.replace(self.temp_path, self.path)
+        except BaseException as err:
+            self.abort()
+            if isinstance(err, (av.FFmpegError, OSError)):
+                raise VsrError(f"cannot write {self.path}: {error_text(err)}") from None
+            raise
+        self._closed = True
+
+    def abort(self) -> None:
+        """Drop the partial output: close everything and delete the temp file; ``path`` is not touched."""
+        self._closed = True
+        close_quietly(self._out, self._copier.source if self._copier is not None else None)
+        self.temp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
