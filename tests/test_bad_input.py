@@ -43,14 +43,15 @@ def snapshot(folder: Path) -> dict[str, str]:
 def assert_clean_failure(result, folder: Path, before: dict[str, str], *fragments: str) -> str:
     """One `Error:` line, last on stderr; exit 1; no traceback; the folder exactly as it was. Returns the line."""
     assert result.exit_code == 1, (result.exit_code, result.output)
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     lines = [line for line in result.stderr.replace("\r", "\n").splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("Error: ")]
     assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
     assert snapshot(folder) == before, "the user's files changed, or something was left behind"
-    print("\nLINE:", errors[0]); return errors[0]
+    return errors[0]
 
 
 @pytest.fixture

@@ -106,3 +106,26 @@ def test_bench_json():
     report = json.loads(result.stdout)
     for key in ("decode_fps", "model_fps", "end_to_end_fps", "e2e_over_model", "peak_rss_mb", "precision"):
         assert report[key] > 0 if key != "precision" else report[key]
+
+
+def test_enhance_start_end_as_timestamps(clip_mp4, tmp_path):
+    out = tmp_path / "cut.mp4"
+    result = run("enhance", clip_mp4, "-m", "bicubic", "-s", "2", "--device", "cpu", "-o", out,
+                 "--start", "00:00.5", "--end", "0:00:01")
+    assert result.exit_code == 0, result.output
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        times = [float(f.pts * stream.time_base) for f in container.decode(stream)]
+    assert times == pytest.approx([0.5, 0.6, 0.7, 0.8, 0.9])  # 10 fps clip, [0.5 s, 1 s)
+    assert "5/5 frames" in result.stderr and "verified" in result.stderr
+
+
+def test_enhance_no_audio_no_subtitles(clip_factory, tmp_path):
+    clip = clip_factory("subs.mkv", frames=4, audio_codec="libopus", subtitles=["ass"])
+    kept, dropped = tmp_path / "kept.mkv", tmp_path / "dropped.mkv"
+    for out, flags in ((kept, []), (dropped, ["--no-audio", "--no-subtitles"])):
+        result = run("enhance", clip, "-m", "bicubic", "-s", "2", "--device", "cpu", "-o", out, *flags)
+        assert result.exit_code == 0, result.output
+    with av.open(str(kept)) as a, av.open(str(dropped)) as b:
+        assert (len(a.streams.audio), len(a.streams.subtitles)) == (1, 1)
+        assert (len(b.streams.audio), len(b.streams.subtitles)) == (0, 0)

@@ -170,3 +170,89 @@ def test_cuda_fp16_matches_cpu(clip_mp4, tmp_path):
     enhance_video(clip_mp4, gpu_out, net, EnhanceConfig(device="cuda", precision="fp16"))
     assert video_pts(cpu_out) == video_pts(gpu_out)
     assert audio_packets(cpu_out) == audio_packets(gpu_out)
+
+
+def test_out_of_memory_inside_tiles_shrinks_the_tiles_once():
+    # Tiles of 32 (+4 padding) do not fit this budget either: the tiled path itself must recover, with smaller
+    # tiles, and keep them for later batches instead of failing (and warning) again on every batch.
+    net = models.load_model("bicubic", scale=2)  # cheap per call; its 2-pixel support is inside the padding
+    frames = torch.from_numpy(np.random.default_rng(3).integers(0, 256, (3, 24, 40, 3), dtype=np.uint8))
+    whole = Upscaler(net, torch.device("cpu"), Precision("fp32", "test"))(frames)
+    flaky = OutOfMemoryAboveBudget(net, max_pixels=500)
+    upscaler = Upscaler(flaky, torch.device("cpu"), Precision("fp32", "test"), tile=32, tile_pad=4)
+    with pytest.warns(UserWarning, match="out of memory") as caught:
+        tiled = torch.cat([upscaler(frames[:2]), upscaler(frames[2:])])
+    assert (tiled.int() - whole.int()).abs().max() <= 1
+    assert upscaler.max_batch == 1 and upscaler.tile == 16
+    assert [str(w.message) for w in caught] == ["out of memory: retrying with batch 1",
+                                                "out of memory: retrying with tiles of 16 px"]
+    assert max(n * h * w for n, _, h, w in flaky.calls[3:]) <= 500  # after recovery, only calls that fit
+
+
+def test_uint16_frames_keep_their_depth():
+    # 10-bit video is decoded to uint16 RGB; the model must see and return every level, not 8-bit steps.
+    ramp = np.linspace(30000, 31000, 64).astype(np.uint16)  # ~16 ten-bit levels, ~4 eight-bit ones
+    frames = torch.from_numpy(np.ascontiguousarray(np.broadcast_to(ramp[None, None, :, None], (2, 8, 64, 3))))
+    out = Upscaler(models.load_model("bicubic", scale=2), torch.device("cpu"), Precision("fp32", "test"))(frames)
+    assert out.dtype == torch.uint16 and out.shape == (2, 16, 128, 3)
+    assert len(np.unique(out.numpy())) > 100  # one level per output column; uint8 would leave 5
+    assert abs(int(out[0, 8, 64, 0]) - int(frames[0, 4, 32, 0])) < 40
+
+
+def test_ten_bit_video_stays_ten_bit(clip_factory, tmp_path):
+    def ramp(index, width, height):
+        row = np.linspace(20000, 24000, width).astype(np.uint16)  # a dark ramp: 16 eight-bit levels, 64 ten-bit
+        return np.ascontiguousarray(np.broadcast_to(row[None, :, None], (height, width, 3)))
+
+    clip = clip_factory("deep.mp4", frames=3, pix_fmt="yuv420p10le", picture=ramp, audio=False)
+    net = models.load_model("bicubic", scale=2)
+    levels = {}
+    for name, pix_fmt in (("deep", None), ("crushed", "yuv420p")):
+        out = tmp_path / f"{name}_out.mp4"
+        result = enhance_video(clip, out, net, EnhanceConfig(device="cpu", pix_fmt=pix_fmt))
+        with av.open(str(out)) as container:
+            frame = next(container.decode(video=0))
+            levels[name] = len(np.unique(frame.to_ndarray(format="rgb48le")[20, 8:-8, 1]))
+            assert frame.format.name == (pix_fmt or "yuv420p10le")
+        assert result.bit_depth == (16 if pix_fmt is None else 8)
+    assert levels["deep"] > 2 * levels["crushed"], levels
+
+
+def test_result_reports_frames_and_last_pts(clip_vfr, tmp_path):
+    result = enhance_video(clip_vfr, tmp_path / "out.mp4", models.load_model("bicubic", scale=2), CPU)
+    pts = video_pts(clip_vfr)
+    assert result.verified and result.frames_in == result.frames_out == len(pts)
+    assert result.last_pts_in == result.last_pts_out == max(pts)
+    assert result.last_time == pytest.approx(0.85)  # the 12th frame of clip_vfr starts 850 ms in
+
+
+def test_lost_frame_is_caught_and_output_discarded(clip_mp4, tmp_path, monkeypatch):
+    # A writer that silently drops a frame (the Real-ESRGAN failure) must not produce an output that looks fine.
+    from vsr import video
+
+    real_write = video.VideoWriter.write
+
+    def lossy_write(self, frames, pts):
+        return real_write(self, frames[:-1], pts[:-1]) if len(pts) > 1 else real_write(self, frames, pts)
+
+    monkeypatch.setattr(video.VideoWriter, "write", lossy_write)
+    with pytest.raises(VsrError, match=r"decoded 12 frames ending at pts \d+ but wrote 8 "):
+        enhance_video(clip_mp4, tmp_path / "out.mp4", models.load_model("bicubic", scale=2), CPU)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_decode_error_mid_run_fails_without_hanging(clip_mp4, tmp_path, monkeypatch):
+    from vsr import video
+
+    real_read = video.read_frames
+
+    def failing_read(*args, **kwargs):
+        for i, batch in enumerate(real_read(*args, **kwargs)):
+            if i == 2:
+                raise VsrError("simulated decode failure")
+            yield batch
+
+    monkeypatch.setattr(video, "read_frames", failing_read)
+    with pytest.raises(VsrError, match="simulated decode failure"):
+        enhance_video(clip_mp4, tmp_path / "out.mp4", models.load_model("bicubic", scale=2), CPU)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]

@@ -171,6 +171,12 @@ def test_10_bit_hevc_stays_10_bit(tmp_path):
     assert video_times(output) == video_times(source) and other_streams(output) == other_streams(source)
 
 
+def test_hevc_in_mp4_is_tagged_for_apple_players(clip_mp4, tmp_path):
+    round_trip(clip_mp4, tmp_path / "out.mp4", codec="libx265")
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert container.streams.video[0].codec_context.codec_tag == "hvc1"
+
+
 def test_read_frames_depth_16_uses_the_full_range(tmp_path):
     for value, (lo, hi) in ((65535, (65535 - 2 * 257, 65535)), (0, (0, 2 * 257))):
         source = make_clip(tmp_path / f"v{value}.mkv", codec="libx265", pix_fmt="yuv420p10le", frames=4,

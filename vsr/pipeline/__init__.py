@@ -4,19 +4,15 @@ Knows tensors and threads, not codecs: frames arrive from `vsr.video` as uint8 (
 batches with their pts, and leave the same way. Every batch carries its pts through unchanged, and frames and the
 last pts are checked in == out at the end of every run.
 
-- `enhance.py`: `enhance_video`, `upscale_image`, the threads and queues.
+- `enhance.py`: `enhance_video`: the stages wired together, the end-of-run check, the single-file output.
+- `stages.py`: threads, bounded queues and pinned host buffers.
+- `image.py`: `upscale_image`.
 - `upscaler.py`: `Upscaler` (batching, tiling, out-of-memory and non-finite recovery) and the pre-flight memory check.
 - `resume.py`: `--resume` segments, their manifest and the final join.
 """
 
-from vsr.pipeline.enhance import (
-    EnhanceConfig,
-    EnhanceResult,
-    Interrupted,
-    default_output_path,
-    enhance_video,
-    upscale_image,
-)
+from vsr.pipeline.enhance import EnhanceConfig, EnhanceResult, Interrupted, default_output_path, enhance_video
+from vsr.pipeline.image import upscale_image
 from vsr.pipeline.upscaler import Upscaler, check_memory
 
 __all__ = [

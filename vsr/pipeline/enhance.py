@@ -23,12 +23,12 @@ from torch import nn
 
 from vsr import video
 from vsr.errors import VsrError
-from vsr.video.writer import check_output_path
 from vsr.pipeline.resume import ResumeState, SegmentSink, input_identity, model_identity, state_dir
+from vsr.pipeline.stages import DONE, HostBuffers, get, put, start_thread
 from vsr.pipeline.upscaler import Upscaler, check_memory
 from vsr.precision import Precision, choose_precision, resolve_device
+from vsr.video.writer import check_output_path
 
-_DONE = object()  # end-of-stream marker on the queues
 _TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.uint16}
 
 
@@ -99,55 +99,6 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, detail: str):
         super().__init__(detail)
         self.detail = detail
-
-
-def _start_thread(target, *args) -> tuple[threading.Thread, list[BaseException]]:
-    errors: list[BaseException] = []
-
-    def run():
-        try:
-            target(*args)
-        except BaseException as exc:  # re-raised in the main thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, errors
-
-
-def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
-    """Puts unless the run is being stopped; returns False when it was."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def _get(q: queue.Queue, stop: threading.Event):
-    while True:
-        try:
-            return q.get(timeout=0.1)
-        except queue.Empty:
-            if stop.is_set():
-                return _DONE
-
-
-class _HostBuffers:
-    """A ring of pinned host buffers for one frame shape, so H2D/D2H copies can be asynchronous on CUDA."""
-
-    def __init__(self, count: int, shape: tuple[int, ...], dtype: torch.dtype, pinned: bool):
-        self.free: queue.Queue = queue.Queue()
-        for _ in range(count):
-            self.free.put(torch.empty(shape, dtype=dtype, pin_memory=pinned))
-
-    def take(self) -> torch.Tensor:
-        return self.free.get()
-
-    def give(self, buf: torch.Tensor) -> None:
-        self.free.put(buf)
 
 
 class _TargetSink:
@@ -282,7 +233,7 @@ def enhance_video(
 
     def decode():
         if sink.finished:  # every frame was done by an earlier run: only the join is left
-            _put(decoded, _DONE, stop)
+            put(decoded, DONE, stop)
             return
         batches = video.read_frames(input_path, cfg.batch_size, start=read_start, end=cfg.end, depth=depth)
         try:
@@ -295,19 +246,20 @@ def enhance_video(
                                              batch.time_base)
                 counts["in"] += len(batch.pts)
                 counts["last_pts"] = batch.pts[-1]
-                if not _put(decoded, batch, stop):
+                if not put(decoded, batch, stop):
                     return
-            _put(decoded, _DONE, stop)
+            put(decoded, DONE, stop)
         finally:
             batches.close()  # closes the input now, also when stopped early
 
     frame_dtype = torch.uint16 if depth == 16 else torch.uint8
-    out_buffers = _HostBuffers(queued + 2, (cfg.batch_size, out_h, out_w, 3), frame_dtype, pinned=True) if cuda else None
+    out_shape = (cfg.batch_size, out_h, out_w, 3)
+    out_buffers = HostBuffers(queued + 2, out_shape, frame_dtype, pinned=True) if cuda else None
 
     def encode():
         while True:
-            item = _get(upscaled, stop)
-            if item is _DONE or stop.is_set():
+            item = get(upscaled, stop)
+            if item is DONE or stop.is_set():
                 return
             frames, pts, ready, buf = item
             if ready is not None:
@@ -328,11 +280,11 @@ def enhance_video(
             on_start(info, precision, device)
         if progress and sink.reused:
             progress(sink.reused)
-        decoder, decode_errors = _start_thread(decode)
-        encoder, encode_errors = _start_thread(encode)
+        decoder, decode_errors = start_thread(decode, stop)
+        encoder, encode_errors = start_thread(encode, stop)
         while True:
-            batch = _get(decoded, stop)
-            if decode_errors or encode_errors or batch is _DONE:
+            batch = get(decoded, stop)
+            if decode_errors or encode_errors or batch is DONE:
                 break
             frames = torch.from_numpy(batch.frames)
             if cuda:
@@ -353,11 +305,11 @@ def enhance_video(
                 item = (host.numpy(), batch.pts, ready, buf)
             else:
                 item = (sr.numpy(), batch.pts, None, None)
-            if not _put(upscaled, item, stop):
+            if not put(upscaled, item, stop):
                 break
         if decode_errors:
             raise decode_errors[0]
-        _put(upscaled, _DONE, stop)
+        put(upscaled, DONE, stop)
         encoder.join()
         if encode_errors:
             raise encode_errors[0]
@@ -427,44 +379,3 @@ def _segment_sink(input_path: Path, target: Path, model: nn.Module, cfg: Enhance
         )
 
     return SegmentSink(state, segment_frames, open_writer, join_into)
-
-
-def upscale_image(
-    input_path: str | os.PathLike,
-    output_path: str | os.PathLike | None,
-    model: nn.Module,
-    cfg: EnhanceConfig | None = None,
-) -> Path:
-    """Upscales one image file (PNG/JPEG/...) into another, written atomically."""
-    from PIL import Image, UnidentifiedImageError
-
-    cfg = cfg or EnhanceConfig()
-    input_path = Path(input_path)
-    scale = int(model.scale)
-    output_path = Path(output_path) if output_path else default_output_path(input_path, scale)
-    if not input_path.is_file():
-        raise VsrError(f"no such file: {input_path}")
-    if output_path.exists() and output_path.resolve() == input_path.resolve():
-        raise VsrError(f"output {output_path} is the input; choose another -o")
-    if output_path.exists() and not cfg.overwrite:
-        raise VsrError(f"output file exists: {output_path} (use --overwrite to replace it)")
-    try:
-        with Image.open(input_path) as img:
-            rgb = np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise VsrError(f"not an image file: {input_path} ({exc})") from None
-    device = resolve_device(cfg.device)
-    precision = choose_precision(cfg.precision, device, getattr(model, "meta", None))
-    upscaler = Upscaler(model, device, precision, cfg.tile, cfg.tile_pad)
-    check_memory(upscaler.model, height=rgb.shape[0], width=rgb.shape[1], batch=1, tile=cfg.tile,
-                 tile_pad=cfg.tile_pad, device=device, value_bytes=upscaler.dtype.itemsize, limit=cfg.memory_limit)
-    sr = upscaler(torch.from_numpy(rgb.copy())[None].to(device))[0].cpu().numpy()
-    tmp = output_path.with_name(f".{output_path.name}.partial-{os.getpid()}{output_path.suffix}")
-    try:
-        Image.fromarray(sr).save(tmp)
-        os.replace(tmp, output_path)
-    except OSError as exc:
-        raise VsrError(f"cannot write {output_path}: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return output_path

@@ -1,9 +1,10 @@
 """`--resume`: encode a video as segments in a state folder beside the target, so a killed run can continue.
 
-The state folder is ``.<target name>.vsr-resume/`` beside the target. It holds ``manifest.json`` and the finished
-segments ``seg-00000.mp4``, ``seg-00001.mp4``, ... (``.mov`` for non-MP4 targets, see `video.segment_suffix`). Each segment is our own encode of ``segment_frames`` consecutive
-frames (video only, original pts), written by `VideoWriter` to a temp file and renamed, so a segment file that
-exists is complete; the manifest is rewritten (temp + rename) after each one, so it never names a partial file.
+The state folder is ``.<target name>.vsr-resume/`` beside the target. It holds ``manifest.json``, a ``lock`` and
+the finished segments ``seg-00000.mp4``, ``seg-00001.mp4``, ... (``.mov`` for non-MP4 targets: see
+`video.segment_suffix`). Each segment is our own encode of ``segment_frames`` consecutive frames (video only,
+original pts), written by `VideoWriter` to a temp file and renamed, so a segment file that exists is complete; the
+manifest is rewritten (temp + rename) after each one, so it never names a partial file.
 
 A later run with ``--resume`` checks that the input (path, size, mtime), the model (a hash of its weights) and every
 setting that changes the segments' content are those of the manifest, and refuses with one line naming the first
@@ -139,8 +140,9 @@ class ResumeState:
         for key, new in self.identity["settings"].items():
             old = found["settings"].get(key)
             if old != new:
-                raise VsrError(f"resume state {self.dir} was made with {key} {old}, not {new}; rerun with the same "
-                               "options, or delete that folder to start over")
+                shown = ["default" if value is None else value for value in (old, new)]
+                raise VsrError(f"resume state {self.dir} was made with {key} = {shown[0]}, this run has {shown[1]}; "
+                               "rerun with the same options, or delete that folder to start over")
 
     def _remove_strays(self) -> None:
         """Deletes what a killed run left half done: temp files, segments the manifest does not list, a partial join."""
@@ -278,7 +280,7 @@ class SegmentSink:
         return result.frames, result.last_pts
 
     def abort(self) -> None:
-        """Drops the unfinished segment; finished ones stay for the next --resume (the folder goes if there are none)."""
+        """Drops the unfinished segment; finished ones stay for the next --resume (the folder goes if none is)."""
         if self._writer is not None:
             self._writer.abort()
             self._writer = None

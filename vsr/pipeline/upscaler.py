@@ -95,21 +95,21 @@ class Upscaler:
             except (torch.OutOfMemoryError, RuntimeError) as exc:
                 if not _is_out_of_memory(exc):
                     raise
-                del exc  # drop the traceback's references to the failed call's tensors before retrying
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                if batch > 1:
-                    self.max_batch = batch // 2
-                    note = f"out of memory: retrying with batch {self.max_batch}"
-                else:
-                    side = max(x.shape[2], x.shape[3])
-                    tile = min(self.tile or side, side) // 2
-                    if tile < 16:
-                        raise VsrError("out of memory even with 16-pixel tiles and batch 1; try --device cpu") from None
-                    self.tile = tile
-                    note = f"out of memory: retrying with tiles of {tile} px"
-                self.notes.append(note)
-                warnings.warn(note)
+            # Recover outside the except block: its traceback holds the failed call's tensors until it ends.
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if batch > 1:
+                self.max_batch = batch // 2
+                note = f"out of memory: retrying with batch {self.max_batch}"
+            else:
+                side = max(x.shape[2], x.shape[3])
+                tile = min(self.tile or side, side) // 2
+                if tile < 16:
+                    raise VsrError("out of memory even with 16-pixel tiles and batch 1; try --device cpu")
+                self.tile = tile
+                note = f"out of memory: retrying with tiles of {tile} px"
+            self.notes.append(note)
+            warnings.warn(note)
 
     def _forward(self, x: torch.Tensor, tile: int) -> torch.Tensor:
         if tile <= 0 or (x.shape[2] <= tile and x.shape[3] <= tile):
@@ -264,12 +264,13 @@ def check_memory(
             f"({what}), more than the {_format_size(available)} of {source}")
     # Smaller tiles at the same batch first (what --tile is for), then batch 1 whole, then batch 1 tiled. A tile
     # side is only worth suggesting where tile + padding is smaller than the frame.
-    options = [(batch, side) for side in _TILE_SIDES if side + 2 * tile_pad < max(width, height)]
-    options = [(n, t) for n, t in options if not tile or t < tile]
+    sides = [t for t in _TILE_SIDES if t + 2 * tile_pad < max(width, height) and (not tile or t < tile)]
+    options = [(batch, side) for side in sides]
     if batch > 1:
-        options += [(1, tile)] + [(1, t) for t in _TILE_SIDES if t + 2 * tile_pad < max(width, height)]
+        options += [(1, tile)] + [(1, side) for side in sides]
     for n, side in options:
         if need(n, side) <= available:
             advice = " ".join(([f"--tile {side}"] if side else []) + ([f"--batch-size {n}"] if n != batch else []))
             raise VsrError(f"{head}; try {advice}")
-    raise VsrError(f"{head}, even with --tile 16 --batch-size 1; try a machine with more memory or --device cpu")
+    elsewhere = "more memory" if device.type == "cpu" else "more memory or --device cpu"
+    raise VsrError(f"{head}, even with --tile 16 --batch-size 1; this needs a machine with {elsewhere}")

@@ -1,9 +1,10 @@
 """Joining separately encoded video-only segments into one file, with every other stream of the source (resume).
 
 A long ``vsr enhance --resume`` job encodes its frames as segments (each a :class:`~vsr.video.VideoWriter` with
-``source=None``, the same settings, consecutive frames); :func:`join_segments` then remuxes their packets, in
-order and with their pts and dts unchanged, into the final file. Nothing is re-encoded, so the result has the
-same frames and pts as one uninterrupted encode.
+``source=None``, the same settings including the colour tags, consecutive frames); :func:`join_segments` then
+remuxes their packets in order into the final file, pts unchanged (and dts, except where a segment's B-frame
+lead-in must be refitted after the previous segment, see :func:`_segment_packets`). Nothing is re-encoded, so the
+result has the same frames and pts as one uninterrupted encode.
 
 Segment container (:func:`segment_suffix`): MP4 stores every pts exactly in the input's time base (the writer
 sets the track timescale) and every packet's dts, and holds all of vsr's codecs (H.264, HEVC, AV1, VP9, FFV1,
@@ -34,6 +35,7 @@ from vsr.video.writer import (
     create_temp,
     exact_times,
     summarize,
+    tag_hevc_for_apple,
 )
 
 
@@ -95,11 +97,13 @@ def join_segments(segments: Sequence, output, *, source, time_base: Fraction, co
         start: As for VideoWriter: the excerpt's start given to ``read_frames``; other streams are cut to it.
         end: As for VideoWriter: the excerpt's end; other streams are cut where the last frame ends.
         overwrite: Replace an existing ``output``.
-        rotation: Display rotation to tag (counter-clockwise degrees), as for VideoWriter.
+        rotation: Display rotation to tag (counter-clockwise degrees), as for VideoWriter; 0 keeps the segments'.
         fps: The input's nominal rate, for the length of the last frame when cutting at ``end`` (as VideoWriter
             takes it); None uses the last frame-to-frame step.
         verify: Read the result back and check frame count and first/last pts.
-        **color_tags: color_range, color_space, color_primaries, color_trc to tag (None keeps the segments').
+        **color_tags: color_range, color_space, color_primaries, color_trc to tag on the container (None keeps
+            the segments'). Tags only: give the segments' writers the same ones, as they decide the RGB->YUV maths
+            and the tags inside the bitstream, which decoders prefer.
 
     Returns:
         A :class:`JoinResult`.
@@ -129,6 +133,7 @@ def join_segments(segments: Sequence, output, *, source, time_base: Fraction, co
                                                             "color_trc")})
         if rotation % 360:
             video.set_display_rotation(rotation % 360)
+        tag_hevc_for_apple(video, output)  # (a template copy drops the segments' tag)
         warnings: list[str] = []
         if source is not None:
             copier = StreamCopier(out, os.fspath(source), audio=copy_audio, subtitles=copy_subtitles,

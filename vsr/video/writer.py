@@ -165,6 +165,13 @@ def fix_short_dts(packets: list) -> None:
         packet.dts = firsts[i] - sum(1 for f in firsts[i + 1:] if f == firsts[i])
 
 
+def tag_hevc_for_apple(stream, path: Path) -> None:
+    """Mark HEVC in MP4/MOV as 'hvc1' (parameter sets in the header), the form Apple's players require; FFmpeg's
+    default 'hev1' plays everywhere else only."""
+    if stream.codec_context.codec.canonical_name == "hevc" and path.suffix.lower() in (".mp4", ".m4v", ".mov"):
+        stream.codec_context.codec_tag = "hvc1"
+
+
 def close_quietly(*containers) -> None:
     """Close containers of a file that is being thrown away; a failing trailer write does not matter then."""
     for container in containers:
@@ -286,6 +293,7 @@ class VideoWriter:
                        color_primaries=color_primaries, color_trc=color_trc)
             if rotation % 360:
                 self._stream.set_display_rotation(rotation % 360)
+            tag_hevc_for_apple(self._stream, self.path)
             if source is not None:
                 self._copier = StreamCopier(self._out, os.fspath(source), audio=copy_audio,
                                             subtitles=copy_subtitles, span=(start, end),
