@@ -2,19 +2,10 @@
 # Recipe of weights/srresnet_x4.pt (the default model of `vsr enhance`): SRResNet (Ledig et al. 2017, 16 blocks,
 # 64 features) on pixel MSE with the paper's bicubic degradation. Data: T91 + the wallpaper photographs of
 # scripts/fetch_training_data.sh. Set5 is only the validation yardstick, never trained on.
-# Resumable: run it again after an interruption and it continues from runs/srresnet_x4/ckpt.pt.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-RUN=${RUN:-runs/srresnet_x4}
-STEPS=${STEPS:-9000}
-[ -d data/photos ] || scripts/fetch_training_data.sh
-args=(--phase mse --arch srresnet -s 4 --degrade bicubic
-      --data ../shared/data/train/T91 --data data/photos
-      --batch-size 16 --hr-crop 96 --lr 2e-4 --lr-decay-at 0.8 --lr-decay 0.25
-      --steps "$STEPS" --val-every 500 --ckpt-every 250 --log-every 25 --workers 1 --seed 0
-      --run "$RUN" --export weights/srresnet_x4.pt "$@")
-if [ -f "$RUN/ckpt.pt" ]; then
-    .venv/bin/vsr train "${args[@]}" --resume
-else
-    .venv/bin/vsr train "${args[@]}"
-fi
+# Run it again after an interruption and it continues from runs/srresnet_x4/ckpt.pt. STEPS=... to change the length.
+exec "$(dirname "$0")/train_run.sh" "${RUN:-runs/srresnet_x4}" \
+    --phase mse --arch srresnet -s 4 --degrade bicubic \
+    --data ../shared/data/train/T91 --data data/photos \
+    --batch-size 16 --hr-crop 96 --lr 2e-4 --lr-decay-at 0.8 --lr-decay 0.25 \
+    --steps "${STEPS:-9000}" --val-every 500 --ckpt-every 250 --log-every 25 --workers 1 --seed 0 \
+    --export weights/srresnet_x4.pt "$@"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from vsr.cli_train import eval_cmd, prepare_cmd, train_cmd
 from vsr.errors import VsrError
 
 SCALES = ("2", "3", "4", "8")
@@ -273,17 +274,10 @@ def bench(model, weights, scale, size, frames, device, precision, fp32, batch_si
     click.echo(json.dumps(result) if as_json else bench_mod.format_table([result]))
 
 
-def _register_training_commands() -> None:
-    try:
-        from vsr.cli_train import eval_cmd, prepare_cmd, train_cmd
-    except ImportError:  # training extras not present in this build
-        return
-    cli.add_command(train_cmd, "train")
-    cli.add_command(eval_cmd, "eval")
-    cli.add_command(prepare_cmd, "prepare")
-
-
-_register_training_commands()
+# train / eval / prepare live in their own module (their options alone fill one); registered here so `vsr` is one group.
+cli.add_command(train_cmd, "train")
+cli.add_command(eval_cmd, "eval")
+cli.add_command(prepare_cmd, "prepare")
 
 
 def main() -> None:
