@@ -45,6 +45,9 @@ def tiny_weights(path: Path) -> Path:
     return path
 
 
+LONG_FRAMES = 400
+
+
 def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -63,7 +66,9 @@ def vsr_process(*args) -> subprocess.Popen:
 
 @pytest.fixture
 def long_clip(tmp_path) -> Path:
-    return make_clip(tmp_path / "clip.mp4", frames=32)
+    # Long enough (a few seconds on an idle machine) that a signal sent after the first segment or temp file
+    # lands mid-run, not after the run has already finished.
+    return make_clip(tmp_path / "clip.mp4", frames=LONG_FRAMES)
 
 
 def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path, long_clip):
@@ -93,7 +98,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path, long_cl
     assert result.exit_code == 0, result.output
     assert f"{4 * len(done)} reused from an earlier run" in result.stderr
     # Only frames after the finished segments went through the model again (the one unfinished segment included).
-    assert sum(upscaled) == 32 - 4 * len(done)
+    assert sum(upscaled) == LONG_FRAMES - 4 * len(done)
     assert not state.exists()
 
     reference = tmp_path / "reference.mp4"
@@ -101,7 +106,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path, long_cl
                   EnhanceConfig(device="cpu", precision="fp32", batch_size=4, preset="ultrafast"))
     resumed_pts, resumed_audio = stream_summary(out)
     reference_pts, reference_audio = stream_summary(reference)
-    assert len(resumed_pts) == len(reference_pts) == 32
+    assert len(resumed_pts) == len(reference_pts) == LONG_FRAMES
     assert resumed_pts == reference_pts
     assert resumed_audio == reference_audio != []
 
