@@ -256,3 +256,24 @@ def test_decode_error_mid_run_fails_without_hanging(clip_mp4, tmp_path, monkeypa
     with pytest.raises(VsrError, match="simulated decode failure"):
         enhance_video(clip_mp4, tmp_path / "out.mp4", models.load_model("bicubic", scale=2), CPU)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("full.mkv", dict(audio_codec="libopus", audio_tracks=2, subtitles=("ass",), font=True, chapters=2, tags=True)),
+        ("full.mp4", dict(audio_tracks=2, subtitles=("mov_text",), chapters=2, tags=True)),
+    ],
+)
+def test_enhance_keeps_every_stream_of_a_real_file(tmp_path, name, options):
+    """The whole pipeline (not only the writer) on a file with several audio tracks, subtitles, font and chapters."""
+    from conftest import make_clip, other_streams
+    from test_video_streams import describe_file
+
+    source = make_clip(tmp_path / name, **options)
+    out = tmp_path / f"up_{name}"
+    result = enhance_video(source, out, models.load_model("bicubic", scale=2), CPU)
+    assert result.verified and result.frames_out == 12
+    assert video_pts(out) == video_pts(source)
+    assert other_streams(out) == other_streams(source)
+    assert describe_file(out) == describe_file(source)
