@@ -7,6 +7,6 @@
 exec "$(dirname "$0")/train_run.sh" "${RUN:-runs/srresnet_real_x4}" \
     --phase mse --arch srresnet -s 4 --degrade realistic --init-from weights/srresnet_x4.pt \
     --data ../shared/data/train/T91 --data data/photos --data data/frames \
-    --batch-size 16 --hr-crop 96 --lr 1e-4 --lr-decay-at 0.8 --lr-decay 0.25 \
-    --steps "${STEPS:-4000}" --val-every 500 --ckpt-every 250 --log-every 25 --workers 1 --seed 0 \
+    --batch-size 16 --hr-crop 96 --lr 1e-4 --lr-decay-at 0.7 --lr-decay 0.25 \
+    --steps "${STEPS:-1500}" --val-every 500 --ckpt-every 250 --log-every 25 --workers 1 --seed 0 \
     --val-dir data/frames/holdout --export weights/srresnet_real_x4.pt "$@"

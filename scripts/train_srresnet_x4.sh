@@ -7,5 +7,5 @@ exec "$(dirname "$0")/train_run.sh" "${RUN:-runs/srresnet_x4}" \
     --phase mse --arch srresnet -s 4 --degrade bicubic \
     --data ../shared/data/train/T91 --data data/photos \
     --batch-size 16 --hr-crop 96 --lr 2e-4 --lr-decay-at 0.8 --lr-decay 0.25 \
-    --steps "${STEPS:-9000}" --val-every 500 --ckpt-every 250 --log-every 25 --workers 1 --seed 0 \
+    --steps "${STEPS:-6000}" --val-every 500 --ckpt-every 250 --log-every 25 --workers 1 --seed 0 \
     --export weights/srresnet_x4.pt "$@"

@@ -293,6 +293,7 @@ def _load_model(model: str, weights: str | None, scale: int):
     "--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
     help="Number format the model runs in (as vsr enhance).",
 )
+@click.option("--fp32", is_flag=True, help="Shorthand for --precision fp32.")
 @click.option(
     "--border", type=click.IntRange(0), default=None,
     help="Pixels cropped from each side before scoring  [default: the scale]",
@@ -305,7 +306,7 @@ def _load_model(model: str, weights: str | None, scale: int):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the realistic degradation.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @_one_line_errors
-def eval_cmd(hr_dir, scale, model, weights, degrade, device, precision, border, video, max_frames, seed, as_json):
+def eval_cmd(hr_dir, scale, model, weights, degrade, device, precision, fp32, border, video, max_frames, seed, as_json):
     """PSNR/SSIM (Y channel, border = scale) of a model and of bicubic on a folder of HR images (Set5, Set14, ...).
 
     LR images are made from the HR ones as the SR papers do (antialiased bicubic); with --video, every frame of an
@@ -319,6 +320,7 @@ def eval_cmd(hr_dir, scale, model, weights, degrade, device, precision, border, 
     if (hr_dir is None) == (video is None):
         raise VsrError("give a folder of HR images, or --video HR_VIDEO (one of the two)")
     scale = int(scale)
+    precision = "fp32" if fp32 else precision
     net = _load_model(model, weights, scale)
     name = str(weights) if weights else model
     if video is not None:
