@@ -199,6 +199,7 @@ def enhance_video(
     if depth == 16 and precision.name == "bf16" and cfg.precision == "auto":
         precision = Precision("fp32", "fp32: bf16's 8-bit mantissa would round 10-bit video to 8 bits")
     upscaler = Upscaler(model, device, precision, cfg.tile, cfg.tile_pad)
+    precision = upscaler.precision
     queued = max(1, cfg.queue_batches)
     check_memory(
         upscaler.model, height=info.height, width=info.width, batch=cfg.batch_size, tile=cfg.tile,

@@ -50,10 +50,11 @@ class Upscaler:
             torch.backends.cudnn.benchmark = True
 
     def _set_precision(self, precision: Precision) -> None:
+        if precision.name != "fp32" and not any(True for _ in self._fp32_model.parameters()):
+            precision = Precision("fp32", "no weights to run in reduced precision")  # bicubic: nothing to gain
         self.precision = precision
-        has_params = any(True for _ in self._fp32_model.parameters())
         # Weights are cast once rather than autocast per call: no per-layer casts, and uint8 -> dtype directly.
-        self.dtype = precision.dtype if has_params else torch.float32
+        self.dtype = precision.dtype
         self.model = self._fp32_model.to(self.device)
         if self.dtype != torch.float32:
             self.model = copy.deepcopy(self._fp32_model).to(self.device, self.dtype)
