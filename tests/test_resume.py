@@ -48,6 +48,13 @@ def tiny_weights(path: Path) -> Path:
 LONG_FRAMES = 400
 
 
+def finished_segments(state: Path) -> list[dict]:
+    try:
+        return json.loads((state / "manifest.json").read_text())["segments"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return []
+
+
 def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -78,7 +85,8 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted_run(tmp_path, long_cl
             "ultrafast", "-o", out, "--resume", "--segment-frames", "4"]
     proc = vsr_process(*args)
     state = tmp_path / STATE
-    wait_for(lambda: any(state.glob("seg-*.mp4")), proc, "the first segment")
+    # A segment counts once the manifest lists it (written just after the segment file is renamed into place).
+    wait_for(lambda: bool(finished_segments(state)), proc, "the first finished segment")
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert not out.exists(), "a killed run left a file at the target path"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from vsr.cli_train import eval_cmd, prepare_cmd, train_cmd
+from vsr.cli_train import click_error, eval_cmd, load_cli_model, prepare_cmd, train_cmd
 from vsr.errors import VsrError
 
 SCALES = ("2", "3", "4", "8")
@@ -23,7 +23,7 @@ class VsrGroup(click.Group):
         try:
             return super().invoke(ctx)
         except VsrError as exc:
-            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+            raise click_error(exc) from None
         except KeyboardInterrupt:
             click.echo("Error: interrupted; no output was written", err=True)
             ctx.exit(130)
@@ -45,16 +45,6 @@ def _warn_one_line(message, category, filename, lineno, file=None, line=None):
 def cli():
     """vsr: video super-resolution with SRResNet/SRGAN, keeping audio, timestamps and every frame."""
     warnings.showwarning = _warn_one_line
-
-
-def _load(model: str, weights: str | None, scale: int, device: str, model_given: bool = True):
-    from vsr import models
-
-    if weights:
-        # A vsr weights file names its own arch: -m only checks it (or names the arch of a BasicSR file) when given.
-        arch = model if model_given and model in models.list_models() else None
-        return models.load_model(weights, scale=scale, device="cpu", arch=arch)
-    return models.load_model(model, scale=scale, device="cpu")
 
 
 def _media_in(folder: Path, scale: int) -> list[Path]:
@@ -156,7 +146,7 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
         copy_audio=not no_audio, copy_subtitles=not no_subtitles, resume=resume, segment_frames=segment_frames,
     )
     model_given = ctx.get_parameter_source("model") != click.core.ParameterSource.DEFAULT
-    net = _load(model, str(weights) if weights else None, scale, device, model_given)
+    net = load_cli_model(model, str(weights) if weights else None, scale, model_given)
     # `kill` (SIGTERM) stops as cleanly as Ctrl-C: temp files removed, resume state kept.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
     try:

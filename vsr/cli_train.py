@@ -24,17 +24,36 @@ SCALES = ("2", "3", "4", "8")
 DEGRADE_FLAGS = ("blur_sigma", "noise_sigma", "poisson_prob", "jpeg_prob", "jpeg_quality", "video_prob", "crf")
 
 
+def click_error(exc: VsrError) -> click.ClickException:
+    """The one `Error: <first line>` (exit 1) a VsrError becomes, under the `vsr` group or a command alone."""
+    return click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
 def _one_line_errors(command):
-    """VsrError -> click.ClickException (`Error: <first line>`, exit 1): the same alone as under the `vsr` group."""
+    """Applies `click_error` to a command, so it behaves the same run alone (tests) as under the `vsr` group."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except VsrError as exc:
-            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+            raise click_error(exc) from None
 
     return wrapper
+
+
+def load_cli_model(model: str, weights: str | None, scale: int, model_given: bool = True):
+    """The model that `-m MODEL [--weights FILE] -s SCALE` names.
+
+    A vsr weights file names its own arch: `-m` only checks it (or names the arch of a BasicSR file) when the user
+    gave it, so `--weights espcn_x4.pt` alone is not checked against the default `srresnet`.
+    """
+    from vsr import models
+
+    if weights:
+        arch = model if model_given and model in models.list_models() else None
+        return models.load_model(weights, scale=scale, device="cpu", arch=arch)
+    return models.load_model(model, scale=scale, device="cpu")
 
 
 class _Range(click.ParamType):
@@ -266,13 +285,6 @@ def train_cmd(ctx, config_file, export_from, **flags):
     click.echo(f"done: step {result['step']}{score}; checkpoint {result['checkpoint']}", err=True)
 
 
-def _load_model(model: str, weights: str | None, scale: int):
-    from vsr import models
-
-    arch = model if model in models.list_models() else None
-    return models.load_model(weights or model, scale=scale, device="cpu", arch=arch)
-
-
 @click.command("eval", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.argument("hr_dir", required=False, type=click.Path(path_type=Path))
 @click.option("-s", "--scale", type=click.Choice(SCALES), default="4", show_default=True, help="Upscaling factor.")
@@ -305,8 +317,9 @@ def _load_model(model: str, weights: str | None, scale: int):
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="With --video: only the first N frames.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the realistic degradation.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@click.pass_context
 @_one_line_errors
-def eval_cmd(hr_dir, scale, model, weights, degrade, device, precision, fp32, border, video, max_frames, seed, as_json):
+def eval_cmd(ctx, hr_dir, scale, model, weights, degrade, device, precision, fp32, border, video, max_frames, seed, as_json):
     """PSNR/SSIM (Y channel, border = scale) of a model and of bicubic on a folder of HR images (Set5, Set14, ...).
 
     LR images are made from the HR ones as the SR papers do (antialiased bicubic); with --video, every frame of an
@@ -321,7 +334,7 @@ def eval_cmd(hr_dir, scale, model, weights, degrade, device, precision, fp32, bo
         raise VsrError("give a folder of HR images, or --video HR_VIDEO (one of the two)")
     scale = int(scale)
     precision = "fp32" if fp32 else precision
-    net = _load_model(model, weights, scale)
+    net = load_cli_model(model, weights, scale, ctx.get_parameter_source("model") != ParameterSource.DEFAULT)
     name = str(weights) if weights else model
     if video is not None:
         total = video_mod.probe(video).frames

@@ -27,7 +27,6 @@ from vsr.pipeline.resume import ResumeState, SegmentSink, input_identity, model_
 from vsr.pipeline.stages import DONE, HostBuffers, get, put, start_thread
 from vsr.pipeline.upscaler import Upscaler, check_memory
 from vsr.precision import Precision, choose_precision, resolve_device
-from vsr.video.writer import check_output_path
 
 _TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.uint16}
 
@@ -130,16 +129,6 @@ class _TargetSink:
         return "no output was written"
 
 
-def _pix_fmt_bits(pix_fmt: str | None) -> int:
-    if not pix_fmt:
-        return 8
-    import av  # the one PyAV use here: how many bits a pixel format name holds
-
-    try:
-        return max(c.bits for c in av.VideoFormat(pix_fmt).components)
-    except ValueError:
-        raise VsrError(f"unknown pixel format {pix_fmt!r} (e.g. yuv420p, yuv420p10le)") from None
-
 
 def default_output_path(input_path: str | os.PathLike, scale: int) -> Path:
     path = Path(input_path)
@@ -194,7 +183,7 @@ def enhance_video(
     pix_fmt_notes: list[str] = []
     pix_fmt = video.output_pix_fmt(info, cfg.codec, cfg.pix_fmt, pix_fmt_notes)
     # 10-bit in and 10-bit out: decode to uint16 RGB so the model sees (and returns) every level.
-    depth = 16 if info.bit_depth > 8 and _pix_fmt_bits(pix_fmt) > 8 else 8
+    depth = 16 if info.bit_depth > 8 and (video.pix_fmt_bits(pix_fmt) if pix_fmt else 8) > 8 else 8
     precision = choose_precision(cfg.precision, device, getattr(model, "meta", None))
     if depth == 16 and precision.name == "bf16" and cfg.precision == "auto":
         precision = Precision("fp32", "fp32: bf16's 8-bit mantissa would round 10-bit video to 8 bits")
@@ -357,7 +346,7 @@ def enhance_video(
 def _segment_sink(input_path: Path, target: Path, model: nn.Module, cfg: EnhanceConfig, info: video.VideoInfo,
                   upscaler: Upscaler, pix_fmt: str | None, depth: int, frame_args: dict) -> SegmentSink:
     """The resume state for ``target`` (found or new) and a sink writing segments into it."""
-    check_output_path(target, input_path, cfg.overwrite)  # now, not after hours of work
+    video.check_output_path(target, input_path, cfg.overwrite)  # now, not after hours of work
     # Everything that changes the segments' pixels or pts; audio/subtitle choices only matter at the join.
     settings = {
         "width": frame_args["width"], "height": frame_args["height"], "time_base": str(info.time_base),

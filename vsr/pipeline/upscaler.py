@@ -75,7 +75,7 @@ class Upscaler:
         if frames.dtype not in PEAK:
             raise VsrError(f"frames must be uint8 or uint16, got {frames.dtype}")
         y = self._forward_resilient(self._to_input(frames))
-        if not torch.isfinite(y).all() and self.dtype != torch.float32:
+        if self.dtype != torch.float32 and not torch.isfinite(y).all():
             # fp16/bf16 overflowed on this content: redo the batch in fp32 (from the frames, not the rounded input).
             warnings.warn(f"non-finite output in {self.precision.name}; redoing in fp32 and continuing in fp32")
             self.notes.append(f"switched from {self.precision.name} to fp32 after a non-finite batch")

@@ -9,13 +9,14 @@ Modules: :mod:`~vsr.video.probe` (VideoInfo), :mod:`~vsr.video.reader` (read_fra
 """
 
 from vsr.video.codecs import CODECS, available_codecs, default_pix_fmt, encode_decode, output_pix_fmt
+from vsr.video.colour import pix_fmt_bits
 from vsr.video.join import JoinResult, join_segments, segment_suffix
 from vsr.video.probe import IMAGE_EXTS, VIDEO_EXTS, StreamInfo, VideoInfo, probe
 from vsr.video.reader import FrameBatch, read_frames
-from vsr.video.writer import VideoSummary, VideoWriter, summarize
+from vsr.video.writer import VideoSummary, VideoWriter, check_output_path, summarize
 
 __all__ = [
     "CODECS", "IMAGE_EXTS", "VIDEO_EXTS", "FrameBatch", "JoinResult", "StreamInfo", "VideoInfo", "VideoSummary",
-    "VideoWriter", "available_codecs", "default_pix_fmt", "encode_decode", "join_segments", "output_pix_fmt",
-    "probe", "read_frames", "segment_suffix", "summarize",
+    "VideoWriter", "available_codecs", "check_output_path", "default_pix_fmt", "encode_decode", "join_segments",
+    "output_pix_fmt", "pix_fmt_bits", "probe", "read_frames", "segment_suffix", "summarize",
 ]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import av
 
+from vsr.errors import VsrError
+
 # FFmpeg's enum codes (AVColorRange, AVColorSpace, AVColorPrimaries, AVColorTransferCharacteristic) by the names
 # ffprobe prints. Code 2 ("unknown") is left out on purpose: it reads back as None.
 COLOR_RANGES = {"tv": 1, "pc": 2}
@@ -22,6 +24,14 @@ COLOR_TRCS = {"bt709": 1, "gamma22": 4, "gamma28": 5, "smpte170m": 6, "smpte240m
 _SWS_MATRIX = {"bt709": "ITU709", "fcc": "FCC", "bt470bg": "ITU601", "smpte170m": "ITU601", "smpte240m": "SMPTE240M",
                "bt2020nc": "BT2020", "bt2020c": "BT2020"}
 _SWS_RANGE = {"tv": "MPEG", "pc": "JPEG"}
+
+
+def pix_fmt_bits(pix_fmt: str) -> int:
+    """Bits per component of a pixel format name (8 for yuv420p, 10 for yuv420p10le)."""
+    try:
+        return max(c.bits for c in av.VideoFormat(pix_fmt).components)
+    except ValueError:
+        raise VsrError(f"unknown pixel format {pix_fmt!r} (e.g. yuv420p, yuv420p10le)") from None
 
 
 def tag_name(table: dict[str, int], code: int | None) -> str | None:

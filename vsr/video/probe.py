@@ -10,7 +10,7 @@ from fractions import Fraction
 import av
 
 from vsr.errors import VsrError
-from vsr.video.colour import frame_colour
+from vsr.video.colour import frame_colour, pix_fmt_bits
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXTS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".ts"}
@@ -151,5 +151,5 @@ def probe(path) -> VideoInfo:
             fps=stream.average_rate or None, time_base=time_base, frames=stream.frames or None, duration=duration,
             start_time=stream.start_time, rotation=round(first.rotation / 90) * 90 % 360, color_range=color_range,
             color_space=color_space, color_primaries=color_primaries, color_trc=color_trc,
-            bit_depth=max(c.bits for c in av.VideoFormat(pix_fmt).components), streams=streams,
+            bit_depth=pix_fmt_bits(pix_fmt), streams=streams,
         )
