@@ -108,6 +108,19 @@ def test_bench_json():
         assert report[key] > 0 if key != "precision" else report[key]
 
 
+def test_bench_weights_file_names_its_own_arch(tmp_path):
+    from vsr import models
+
+    path = tmp_path / "fast_x2.pt"
+    models.save_weights(models.build_model("espcn", scale=2), path, arch="espcn", args={"scale": 2})
+    # No -m: the file's espcn is timed, not checked against the default srresnet.
+    result = run("bench", "--weights", path, "-s", "2", "--size", "32x24", "--frames", "2", "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["weights"] == str(path)
+    assert_one_error_line(run("bench", "-m", "srresnet", "--weights", path, "-s", "2", "--size", "32x24",
+                              "--frames", "2", "--device", "cpu"), "espcn")
+
+
 def test_enhance_start_end_as_timestamps(clip_mp4, tmp_path):
     out = tmp_path / "cut.mp4"
     result = run("enhance", clip_mp4, "-m", "bicubic", "-s", "2", "--device", "cpu", "-o", out,

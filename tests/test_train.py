@@ -162,6 +162,23 @@ def test_gan_phase_from_the_mse_checkpoint_with_vgg_and_without(folders, tmp_pat
     assert ckpt["D"] and ckpt["opt_d"] and ckpt["d_args"] == {"num_feat": 8}
 
 
+def test_init_from_another_scale_copies_the_trunk_and_starts_the_upsampler_fresh(folders, tmp_path):
+    x4 = tmp_path / "x4"
+    train.train(tiny(folders, x4, steps=2, val_every=100), progress=False)
+    x4_ckpt = torch.load(x4 / "ckpt.pt", weights_only=True)
+    source = x4_ckpt["ema"]["module"]  # --init-from a checkpoint starts from its EMA weights
+    x2 = tmp_path / "x2"
+    train.train(tiny(folders, x2, scale=2, init_from=str(x4 / "ckpt.pt"), steps=1, val_every=100, lr=0.0),
+                progress=False)
+    ckpt = torch.load(x2 / "ckpt.pt", weights_only=True)
+    assert ckpt["model_args"]["args"]["scale"] == 2
+    g = ckpt["G"]
+    # lr 0: what was copied is still the x4 model's; the x4-only second upsampling stage does not exist at x2.
+    assert torch.equal(g["body.0.conv1.weight"], source["body.0.conv1.weight"])
+    assert torch.equal(g["conv_first.weight"], source["conv_first.weight"])
+    assert "upsample.3.weight" in source and "upsample.3.weight" not in g
+
+
 def test_gan_without_vgg_weights_stops_at_once_with_one_line(folders, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
     run = tmp_path / "run"

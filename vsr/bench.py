@@ -49,7 +49,7 @@ def _sync(device: torch.device) -> None:
 
 
 def run_bench(
-    model: str = "srresnet",
+    model: str | None = "srresnet",
     weights: str | None = None,
     scale: int = 4,
     width: int = 160,
@@ -60,10 +60,14 @@ def run_bench(
     batch_size: int = 4,
     codec: str = "libx264",
 ) -> dict:
-    """Measures one configuration and returns a flat dict (the `--json` output)."""
+    """Measures one configuration and returns a flat dict (the `--json` output).
+
+    With `weights`, `model` only checks the file's architecture; None takes the file's own.
+    """
     dev = resolve_device(device)
     if weights:
         net = models.load_model(weights, scale=scale, arch=model if model in models.list_models() else None)
+        model = model or Path(weights).stem
         weights_note = str(weights)
     else:
         # Speed does not depend on the weight values: a randomly initialised, BN-folded net times the same.

@@ -257,8 +257,9 @@ def bench(model, weights, scale, size, frames, device, precision, fp32, batch_si
         width, height = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise VsrError(f"--size must look like 160x120, got {size!r}") from None
+    model_given = click.get_current_context().get_parameter_source("model") != click.core.ParameterSource.DEFAULT
     result = bench_mod.run_bench(
-        model=model, weights=weights, scale=int(scale), width=width, height=height, frames=frames, device=device,
+        model=model if model_given or not weights else None, weights=weights, scale=int(scale), width=width, height=height, frames=frames, device=device,
         precision="fp32" if fp32 else precision, batch_size=batch_size, codec=codec,
     )
     click.echo(json.dumps(result) if as_json else bench_mod.format_table([result]))

@@ -153,7 +153,8 @@ def _set_dataset_rng(dataset, state: str | None) -> None:
 
 
 def _initial_generator(path: str, arch: str, scale: int) -> tuple[dict, dict]:
-    """Model args and state dict to start the GAN phase's G from: a training ckpt.pt (its EMA) or a weights file."""
+    """Model args and state dict to start G from: a training ckpt.pt (its EMA) or a weights file (its own
+    architecture), at `scale` or at another scale (then only its trunk is used)."""
     ckpt = None
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -166,8 +167,19 @@ def _initial_generator(path: str, arch: str, scale: int) -> tuple[dict, dict]:
         file_arch, args, state, _ = models.load_weights_file(path, arch)
         model_args = {"arch": file_arch, "args": {**args, "scale": args.get("scale", scale)}}
     if model_args["args"].get("scale") != scale:
-        raise VsrError(f"--init-from {path} is a x{model_args['args'].get('scale')} model, not x{scale}")
+        # Another scale of the same architecture: the trunk carries over (EDSR's trick of starting one scale from
+        # another), the tensors whose shapes differ (the upsampler) start fresh; see load_matching.
+        model_args = {"arch": model_args["arch"], "args": {**model_args["args"], "scale": scale}}
     return model_args, state
+
+
+def load_matching(model: torch.nn.Module, state: dict) -> tuple[int, int]:
+    """Loads the tensors of `state` whose name and shape `model` has; returns (copied, model's total)."""
+    own = model.state_dict()
+    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    own.update(matching)
+    model.load_state_dict(own)
+    return len(matching), len(own)
 
 
 def export_weights(ckpt_path: str | Path, out_path: str | Path) -> Path:

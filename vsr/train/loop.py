@@ -35,6 +35,7 @@ from vsr.train.checkpoint import (
     _dataset_rng,
     _initial_generator,
     _load_checkpoint,
+    load_matching,
     _rng_states,
     _save_checkpoint,
     _set_dataset_rng,
@@ -111,10 +112,12 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
     if not any(p.requires_grad for p in raw_g.parameters()):
         raise VsrError(f"model {model_args['arch']} has no weights to train")
     if init_state is not None:
-        try:
-            raw_g.load_state_dict(init_state)
-        except RuntimeError as exc:
-            raise VsrError(f"--init-from {cfg.init_from} does not fit {model_args}: {str(exc).splitlines()[0]}")
+        copied, total = load_matching(raw_g, init_state)
+        if copied == 0:
+            raise VsrError(f"--init-from {cfg.init_from} shares no weights with {model_args}")
+        if master and copied < total:
+            _log(f"--init-from {cfg.init_from}: {copied} of {total} tensors copied (the rest, e.g. another scale's "
+                 f"upsampler, start fresh)")
     d_args = {"num_feat": cfg.d_num_feat} if not ckpt else ckpt["d_args"]
     raw_d = models.Discriminator(**d_args) if gan else None
     # channels_last: the layout oneDNN and cuDNN run convs fastest in, bf16/fp16 especially.
