@@ -15,22 +15,14 @@ import argparse
 import av
 import numpy as np
 
-from vsr.metrics import rgb_to_y
-
-
-def frame_sharpness(y: np.ndarray) -> tuple[float, float]:
-    """(mean squared gradient, variance of the 4-neighbour Laplacian) of a Y plane in 0..255."""
-    gx = np.diff(y, axis=1)[:-1, :]
-    gy = np.diff(y, axis=0)[:, :-1]
-    laplacian = y[1:-1, :-2] + y[1:-1, 2:] + y[:-2, 1:-1] + y[2:, 1:-1] - 4 * y[1:-1, 1:-1]
-    return float(np.mean(gx**2 + gy**2)), float(laplacian.var())
+from vsr.metrics import rgb_to_y, sharpness
 
 
 def video_sharpness(path: str, max_frames: int | None = None) -> tuple[int, float, float]:
     gradient, laplacian, frames = 0.0, 0.0, 0
     with av.open(path) as container:
         for frame in container.decode(video=0):
-            g, lap = frame_sharpness(rgb_to_y(frame.to_ndarray(format="rgb24")))
+            g, lap = sharpness(rgb_to_y(frame.to_ndarray(format="rgb24")))
             gradient, laplacian, frames = gradient + g, laplacian + lap, frames + 1
             if max_frames and frames >= max_frames:
                 break

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from vsr.data import bicubic_downscale, bicubic_upscale, load_image
+from vsr import metrics
 from vsr.metrics import crop_border, mod_crop, psnr, psnr_ssim_y, rgb_to_y, ssim
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks"
@@ -112,3 +113,14 @@ def test_grayscale_benchmark_image_loads_as_rgb():
     assert np.array_equal(img[..., 0], img[..., 2])
     y = rgb_to_y(img)
     assert 16 <= y.min() and y.max() <= 235
+
+
+def test_sharpness_is_zero_on_flat_images_and_drops_with_blur():
+    flat = np.full((32, 32), 100.0)
+    assert metrics.sharpness(flat) == (0.0, 0.0)
+    rng = np.random.default_rng(0)
+    detailed = rng.uniform(0, 255, (64, 64))
+    blurred = (detailed + np.roll(detailed, 1, 0) + np.roll(detailed, 1, 1) + np.roll(detailed, (1, 1), (0, 1))) / 4
+    sharp_g, sharp_l = metrics.sharpness(detailed)
+    blur_g, blur_l = metrics.sharpness(blurred)
+    assert blur_g < sharp_g / 2 and blur_l < sharp_l / 2

@@ -28,9 +28,7 @@ SET5_BARS = {
 }
 # Files that ship below their bar, each with the reason; strict, so reaching the bar turns the mark into a failure
 # that asks for it to be removed.
-BELOW_BAR: dict[str, str] = {
-    "srresnet_x4": "6 000 steps on 2 CPU cores reach 30.65 dB; 31.0 needs more training (issue 5, weights/README.md)",
-}
+BELOW_BAR: dict[str, str] = {}
 
 
 def test_weights_were_shipped():

@@ -151,3 +151,16 @@ def psnr_ssim_y(sr: np.ndarray, hr: np.ndarray, border: int) -> tuple[float, flo
     """
     sr_y, hr_y = rgb_to_y(sr), rgb_to_y(hr)
     return psnr(sr_y, hr_y, border), ssim(sr_y, hr_y, border)
+
+
+def sharpness(y: np.ndarray) -> tuple[float, float]:
+    """(mean squared gradient, variance of the 4-neighbour Laplacian) of a Y plane in 0..255.
+
+    No-reference: it says how much high-frequency content an image has, not whether it is right (noise raises it
+    too), so it compares outputs of one input with each other or with the HR image, next to PSNR.
+    """
+    y = y.astype(np.float64)
+    gx = np.diff(y, axis=1)[:-1, :]
+    gy = np.diff(y, axis=0)[:, :-1]
+    laplacian = y[1:-1, :-2] + y[1:-1, 2:] + y[:-2, 1:-1] + y[2:, 1:-1] - 4 * y[1:-1, 1:-1]
+    return float(np.mean(gx**2 + gy**2)), float(laplacian.var())

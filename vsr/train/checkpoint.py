@@ -210,6 +210,7 @@ def export_weights(ckpt_path: str | Path, out_path: str | Path) -> Path:
         "mse_weight": cfg["mse_weight"],
         "adv_weight": cfg["adv_weight"] if cfg["phase"] == "gan" else None,
         "ema_decay": cfg["ema_decay"],
+        "init_from": cfg.get("init_from"),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     out_path = Path(out_path)

@@ -115,9 +115,9 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
         copied, total = load_matching(raw_g, init_state)
         if copied == 0:
             raise VsrError(f"--init-from {cfg.init_from} shares no weights with {model_args}")
-        if master and copied < total:
-            _log(f"--init-from {cfg.init_from}: {copied} of {total} tensors copied (the rest, e.g. another scale's "
-                 f"upsampler, start fresh)")
+        if master and (copied < total or copied < len(init_state)):
+            _log(f"--init-from {cfg.init_from}: {copied} of its {len(init_state)} tensors copied into the "
+                 f"{total} of this model (another scale: the trunk carries over, the upsampler differs)")
     d_args = {"num_feat": cfg.d_num_feat} if not ckpt else ckpt["d_args"]
     raw_d = models.Discriminator(**d_args) if gan else None
     # channels_last: the layout oneDNN and cuDNN run convs fastest in, bf16/fp16 especially.
