@@ -54,7 +54,7 @@ def main() -> None:
         lr = data.Degradation(preset=args.degrade)(hr, scale, np.random.default_rng(0))
         tiles = {"LR": np.repeat(np.repeat(lr, scale, 0), scale, 1), "bicubic": data.bicubic_upscale(lr, scale)}
         for name, upscaler in nets.items():
-            tiles[name] = upscaler(torch.from_numpy(lr.copy())[None])[0].numpy()
+            tiles[name] = _upscale(upscaler, lr)
         tiles["HR"] = hr
         ys, xs = slice(y0, y0 + args.crop), slice(x0, x0 + args.crop)
         row = []
@@ -80,17 +80,21 @@ def main() -> None:
         texture_table(nets, Path(args.texture_set), scale)
 
 
+def _upscale(upscaler: Upscaler, lr: np.ndarray) -> np.ndarray:
+    return upscaler(torch.from_numpy(lr.copy())[None])[0].numpy()
+
+
 def texture_table(nets: dict, folder: Path, scale: int) -> None:
     """Mean PSNR and high-frequency content relative to HR of each model over the images of `folder`."""
     paths = data.list_images(folder)
     sums = {name: np.zeros(3) for name in ["bicubic", *nets]}
     for path in paths:
         hr = metrics.mod_crop(data.load_image(path), scale)
-        lr = data.Degradation(preset="bicubic")(hr, scale, np.random.default_rng(0))
+        lr = data.bicubic_downscale(hr, scale)
         hr_y = metrics.rgb_to_y(hr)
         hr_grad, hr_lap = metrics.sharpness(hr_y)
         outputs = {"bicubic": data.bicubic_upscale(lr, scale)}
-        outputs.update({name: up(torch.from_numpy(lr.copy())[None])[0].numpy() for name, up in nets.items()})
+        outputs.update({name: _upscale(up, lr) for name, up in nets.items()})
         for name, sr in outputs.items():
             sr_y = metrics.rgb_to_y(sr)
             grad, lap = metrics.sharpness(sr_y)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from vsr.cli_train import click_error, eval_cmd, load_cli_model, prepare_cmd, train_cmd
+from vsr.cli_train import click_error, eval_cmd, load_cli_model, model_given, prepare_cmd, train_cmd
 from vsr.errors import VsrError
 
 SCALES = ("2", "3", "4", "8")
@@ -145,8 +145,7 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
         codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, overwrite=overwrite, start=start, end=end,
         copy_audio=not no_audio, copy_subtitles=not no_subtitles, resume=resume, segment_frames=segment_frames,
     )
-    model_given = ctx.get_parameter_source("model") != click.core.ParameterSource.DEFAULT
-    net = load_cli_model(model, str(weights) if weights else None, scale, model_given)
+    net = load_cli_model(model, str(weights) if weights else None, scale, model_given(ctx))
     # `kill` (SIGTERM) stops as cleanly as Ctrl-C: temp files removed, resume state kept.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
     try:
@@ -257,9 +256,9 @@ def bench(model, weights, scale, size, frames, device, precision, fp32, batch_si
         width, height = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise VsrError(f"--size must look like 160x120, got {size!r}") from None
-    model_given = click.get_current_context().get_parameter_source("model") != click.core.ParameterSource.DEFAULT
     result = bench_mod.run_bench(
-        model=model if model_given or not weights else None, weights=weights, scale=int(scale), width=width, height=height, frames=frames, device=device,
+        model=model if model_given(click.get_current_context()) or not weights else None, weights=weights,
+        scale=int(scale), width=width, height=height, frames=frames, device=device,
         precision="fp32" if fp32 else precision, batch_size=batch_size, codec=codec,
     )
     click.echo(json.dumps(result) if as_json else bench_mod.format_table([result]))

@@ -42,16 +42,22 @@ def _one_line_errors(command):
     return wrapper
 
 
-def load_cli_model(model: str, weights: str | None, scale: int, model_given: bool = True):
+def model_given(ctx: click.Context) -> bool:
+    """Whether the user typed -m (its default only names the model when no --weights file names its own)."""
+    return ctx.get_parameter_source("model") != ParameterSource.DEFAULT
+
+
+def load_cli_model(model: str, weights: str | None, scale: int, check_arch: bool = True):
     """The model that `-m MODEL [--weights FILE] -s SCALE` names.
 
     A vsr weights file names its own arch: `-m` only checks it (or names the arch of a BasicSR file) when the user
-    gave it, so `--weights espcn_x4.pt` alone is not checked against the default `srresnet`.
+    gave it (`check_arch`, from `model_given`), so `--weights espcn_x4.pt` alone is not checked against the default
+    `srresnet`.
     """
     from vsr import models
 
     if weights:
-        arch = model if model_given and model in models.list_models() else None
+        arch = model if check_arch and model in models.list_models() else None
         return models.load_model(weights, scale=scale, device="cpu", arch=arch)
     return models.load_model(model, scale=scale, device="cpu")
 
@@ -334,7 +340,7 @@ def eval_cmd(ctx, hr_dir, scale, model, weights, degrade, device, precision, fp3
         raise VsrError("give a folder of HR images, or --video HR_VIDEO (one of the two)")
     scale = int(scale)
     precision = "fp32" if fp32 else precision
-    net = load_cli_model(model, weights, scale, ctx.get_parameter_source("model") != ParameterSource.DEFAULT)
+    net = load_cli_model(model, weights, scale, model_given(ctx))
     name = str(weights) if weights else model
     if video is not None:
         total = video_mod.probe(video).frames

@@ -183,7 +183,7 @@ def enhance_video(
     pix_fmt_notes: list[str] = []
     pix_fmt = video.output_pix_fmt(info, cfg.codec, cfg.pix_fmt, pix_fmt_notes)
     # 10-bit in and 10-bit out: decode to uint16 RGB so the model sees (and returns) every level.
-    depth = 16 if info.bit_depth > 8 and (video.pix_fmt_bits(pix_fmt) if pix_fmt else 8) > 8 else 8
+    depth = 16 if info.bit_depth > 8 and pix_fmt and video.pix_fmt_bits(pix_fmt) > 8 else 8
     precision = choose_precision(cfg.precision, device, getattr(model, "meta", None))
     if depth == 16 and precision.name == "bf16" and cfg.precision == "auto":
         precision = Precision("fp32", "fp32: bf16's 8-bit mantissa would round 10-bit video to 8 bits")

@@ -35,12 +35,12 @@ from vsr.train.checkpoint import (
     _dataset_rng,
     _initial_generator,
     _load_checkpoint,
-    load_matching,
     _rng_states,
     _save_checkpoint,
     _set_dataset_rng,
     _set_rng_states,
     export_weights,
+    load_matching,
 )
 from vsr.train.config import TrainConfig, _split_validation, lr_at, resolve_config
 from vsr.train.plots import _degradation_example, _draw_curves, _sample_grid
