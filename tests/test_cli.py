@@ -129,8 +129,16 @@ def test_enhance_start_end_as_timestamps(clip_mp4, tmp_path):
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
         times = [float(f.pts * stream.time_base) for f in container.decode(stream)]
-    assert times == pytest.approx([0.5, 0.6, 0.7, 0.8, 0.9])  # 10 fps clip, [0.5 s, 1 s)
+    assert times == pytest.approx([0, 0.1, 0.2, 0.3, 0.4])  # 10 fps clip, [0.5 s, 1 s), starting at 0
     assert "5/5 frames" in result.stderr and "verified" in result.stderr
+    kept = tmp_path / "kept.mp4"
+    result = run("enhance", clip_mp4, "-m", "bicubic", "-s", "2", "--device", "cpu", "-o", kept,
+                 "--start", "00:00.5", "--end", "0:00:01", "--keep-timestamps")
+    assert result.exit_code == 0, result.output
+    with av.open(str(kept)) as container:
+        stream = container.streams.video[0]
+        times = [float(f.pts * stream.time_base) for f in container.decode(stream)]
+    assert times == pytest.approx([0.5, 0.6, 0.7, 0.8, 0.9])
 
 
 def test_enhance_no_audio_no_subtitles(clip_factory, tmp_path):

@@ -13,7 +13,9 @@ from vsr.cli_train import click_error, eval_cmd, load_cli_model, model_given, pr
 from vsr.errors import VsrError
 
 SCALES = ("2", "3", "4", "8")
-CODECS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "ffv1", "h264_nvenc", "hevc_nvenc")
+# The same list as vsr.video.CODECS (kept here so that `vsr --help` does not import PyAV; a test checks they agree).
+CODECS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "ffv1", "mpeg2video", "mpeg4", "h264_nvenc", "hevc_nvenc")
+DEINTERLACE_MODES = ("auto", "off", "frame", "field")
 
 
 class VsrGroup(click.Group):
@@ -113,19 +115,21 @@ def _raise_interrupt(signum, frame):
 @click.option("-b", "--batch-size", type=click.IntRange(1, 256), default=4, show_default=True, help="Frames per model call.")
 @click.option("-t", "--tile", type=click.IntRange(0), default=0, show_default=True, help="Process frames in LR tiles of this side (0 = whole frames); for frames that do not fit in memory.")
 @click.option("--tile-pad", type=click.IntRange(0), default=16, show_default=True, help="Overlap around each tile, in LR pixels.")
-@click.option("-c", "--codec", type=click.Choice(CODECS), default="libx264", show_default=True, help="Video encoder.")
-@click.option("--crf", type=click.IntRange(0, 63), default=None, help="Quality (lower is better).  [default: the encoder's visually lossless-ish setting, 18 for x264]")
+@click.option("-c", "--codec", type=click.Choice(CODECS), default=None, help="Video encoder.  [default: by the output container: libx264; libvpx-vp9 for .webm; mpeg2video for .mpg/.vob; no B-frames into .avi]")
+@click.option("--crf", type=click.IntRange(0, 63), default=None, help="Quality (lower is better; the quantiser 1-31 for mpeg2video/mpeg4).  [default: the encoder's visually lossless-ish setting, 18 for x264]")
 @click.option("--preset", default=None, help="Encoder speed preset (e.g. medium, slow; for svtav1 0-13).  [default: medium]")
 @click.option("--pix-fmt", default=None, help="Output pixel format (e.g. yuv420p, yuv420p10le).  [default: the input's bit depth, where the encoder has it]")
 @click.option("--start", type=_Time(), default=None, help="Start time: seconds (12.5) or a timestamp (MM:SS, HH:MM:SS.mmm).  [default: the beginning]")
 @click.option("--end", type=_Time(), default=None, help="End time, same forms as --start; audio and subtitles are cut to match.  [default: the end]")
+@click.option("--keep-timestamps", is_flag=True, help="With --start: keep the source's clock (the excerpt starts at its time in the source) instead of starting every stream at 0.")
+@click.option("--deinterlace", type=click.Choice(DEINTERLACE_MODES), default="auto", show_default=True, help="auto: deinterlace interlaced sources (DVD, DV, broadcast) with bwdif at their frame rate; frame: always; field: one frame per field (double rate); off: never.")
 @click.option("--no-audio", is_flag=True, help="Drop the audio tracks instead of copying them.")
 @click.option("--no-subtitles", is_flag=True, help="Drop the subtitle tracks instead of copying them.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--resume", is_flag=True, help="Encode in segments kept in .<output name>.vsr-resume/ beside the output; rerunning the same command after a crash, kill or Ctrl-C continues where it stopped.")
 @click.option("--segment-frames", type=click.IntRange(1), default=None, help="Frames per --resume segment.  [default: about 10 s of video, or 300]")
 @click.pass_context
-def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, batch_size, tile, tile_pad, codec, crf, preset, pix_fmt, start, end, no_audio, no_subtitles, overwrite, resume, segment_frames):
+def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, batch_size, tile, tile_pad, codec, crf, preset, pix_fmt, start, end, keep_timestamps, deinterlace, no_audio, no_subtitles, overwrite, resume, segment_frames):
     """Upscale a video (or an image, or every video/image in a folder) with a super-resolution model.
 
     Every frame is kept with its timestamp (checked at the end: frames in = frames out, last pts equal), and audio,
@@ -144,6 +148,7 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
         batch_size=batch_size, tile=tile, tile_pad=tile_pad, device=device, precision="fp32" if fp32 else precision,
         codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, overwrite=overwrite, start=start, end=end,
         copy_audio=not no_audio, copy_subtitles=not no_subtitles, resume=resume, segment_frames=segment_frames,
+        deinterlace=deinterlace, keep_timestamps=keep_timestamps,
     )
     net = load_cli_model(model, str(weights) if weights else None, scale, model_given(ctx))
     # `kill` (SIGTERM) stops as cleanly as Ctrl-C: temp files removed, resume state kept.
@@ -161,7 +166,7 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
             except OSError as err:
                 raise VsrError(f"cannot create output folder {output}: {err.strerror or err}") from None
         for path in files:
-            _enhance_one(path, output / f"{path.stem}_x{scale}{path.suffix}" if output else None, net, cfg)
+            _enhance_one(path, output / pipeline.default_output_path(path, scale).name if output else None, net, cfg)
     except KeyboardInterrupt as exc:
         click.echo(f"Error: interrupted; {getattr(exc, 'detail', 'no output was written')}", err=True)
         ctx.exit(130)
@@ -187,19 +192,24 @@ def _enhance_one(path: Path, output: Path | None, net, cfg) -> None:
         return
     bar = None
 
-    def on_start(info, precision, device):
+    def on_start(info, precision, device, plan):
         nonlocal bar
-        click.echo(
-            f"{path.name}: {info.width}x{info.height} {info.codec}, {info.frames or '?'} frames"
-            f" -> {info.width * net.scale}x{info.height * net.scale}; {getattr(net, 'arch', 'model')} x{net.scale}"
-            f" on {device}, {precision.name} ({precision.reason})",
-            err=True,
-        )
+        interlaced = {"flagged": "interlaced", "tff": "interlaced tff", "bff": "interlaced bff"}.get(info.interlaced)
+        source = ", ".join(x for x in (f"{info.width}x{info.height} {info.codec}", interlaced,
+                                       f"SAR {info.sample_aspect_ratio}" if info.sample_aspect_ratio else None,
+                                       f"{info.frames or '?'} frames") if x)
+        steps = [f"deinterlaced (bwdif, one frame per {plan.deinterlace})" if plan.deinterlace else None,
+                 f"{getattr(net, 'arch', 'model')} x{net.scale} on {device}, {precision.name} ({precision.reason})",
+                 f"batch {plan.batch_size}" + (f", tiles of {plan.tile}" if plan.tile else ""), plan.codec]
+        click.echo(f"{path.name}: {source} -> {plan.width}x{plan.height}; " + "; ".join(x for x in steps if x),
+                   err=True)
         total = info.frames
         if total and info.fps and (cfg.start is not None or cfg.end is not None):
             first = cfg.start or 0.0
             last = cfg.end if cfg.end is not None else (info.duration or total / float(info.fps))
             total = max(0, min(total, round((last - first) * float(info.fps))))
+        if total and plan.deinterlace == "field":
+            total *= 2
         bar = tqdm(total=total or None, unit="frame", desc="enhance", dynamic_ncols=True, file=sys.stderr)
 
     try:

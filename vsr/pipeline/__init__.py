@@ -7,20 +7,20 @@ last pts are checked in == out at the end of every run.
 - `enhance.py`: `enhance_video`: the stages wired together, the end-of-run check, the single-file output.
 - `stages.py`: threads, bounded queues and pinned host buffers.
 - `image.py`: `upscale_image`.
-- `upscaler.py`: `Upscaler` (batching, tiling, out-of-memory and non-finite recovery) and the pre-flight memory check.
+- `upscaler.py`: `Upscaler` (batching, tiling, out-of-memory and non-finite recovery) and the pre-flight memory fit.
 - `resume.py`: `--resume` segments, their manifest and the final join.
 """
 
 from vsr.pipeline.enhance import EnhanceConfig, EnhanceResult, Interrupted, default_output_path, enhance_video
 from vsr.pipeline.image import upscale_image
-from vsr.pipeline.upscaler import Upscaler, check_memory
+from vsr.pipeline.upscaler import Upscaler, fit_memory
 
 __all__ = [
     "EnhanceConfig",
     "EnhanceResult",
     "Interrupted",
     "Upscaler",
-    "check_memory",
+    "fit_memory",
     "default_output_path",
     "enhance_video",
     "upscale_image",

@@ -25,7 +25,7 @@ from vsr import video
 from vsr.errors import VsrError
 from vsr.pipeline.resume import ResumeState, SegmentSink, input_identity, model_identity, state_dir
 from vsr.pipeline.stages import DONE, HostBuffers, get, put, start_thread
-from vsr.pipeline.upscaler import Upscaler, check_memory
+from vsr.pipeline.upscaler import Upscaler, fit_memory
 from vsr.precision import Precision, choose_precision, resolve_device
 
 _TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.uint16}
@@ -35,12 +35,12 @@ _TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.uin
 class EnhanceConfig:
     """Everything `enhance` can be told, besides the model and the paths."""
 
-    batch_size: int = 4
+    batch_size: int = 4  # lowered (and tiles used) where the pre-flight estimate says it does not fit
     tile: int = 0  # 0 = whole frames; else LR tile side in pixels
     tile_pad: int = 16
     device: str = "auto"
     precision: str = "auto"
-    codec: str = "libx264"
+    codec: str | None = None  # None: the output container's default (video.default_codec)
     crf: int | None = None
     preset: str | None = None
     pix_fmt: str | None = None  # None: video.output_pix_fmt decides (keeps the input's bit depth where it can)
@@ -53,6 +53,21 @@ class EnhanceConfig:
     segment_frames: int | None = None  # frames per segment with resume; None: about 10 s (300 if the rate is unknown)
     memory_limit: int | None = None  # bytes for the pre-flight check; None: measure (or $VSR_MEMORY_LIMIT)
     queue_batches: int = 4  # batches in flight between each pair of stages; bounds memory
+    deinterlace: str = "auto"  # video.DEINTERLACE_MODES: auto deinterlaces interlaced sources at their frame rate
+    keep_timestamps: bool = False  # with start: keep the source's clock instead of starting the output at 0
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """What a run decided before the first frame, for the start line: encoder, deinterlacing, batch and tile."""
+
+    codec: str
+    deinterlace: str | None  # "frame", "field" or None
+    width: int
+    height: int
+    batch_size: int
+    tile: int
+    time_base: Fraction
 
 
 @dataclass
@@ -131,8 +146,9 @@ class _TargetSink:
 
 
 def default_output_path(input_path: str | os.PathLike, scale: int) -> Path:
+    """``<stem>_x<scale><ext>`` beside the input, in the input's container where it can hold the output."""
     path = Path(input_path)
-    return path.with_name(f"{path.stem}_x{scale}{path.suffix}")
+    return path.with_name(f"{path.stem}_x{scale}{video.default_output_suffix(path)}")
 
 
 def _check_config(cfg: EnhanceConfig) -> None:
@@ -156,7 +172,7 @@ def enhance_video(
     model: nn.Module,
     cfg: EnhanceConfig | None = None,
     progress: Callable[[int], None] | None = None,
-    on_start: Callable[[video.VideoInfo, Precision, torch.device], None] | None = None,
+    on_start: Callable[[video.VideoInfo, Precision, torch.device, OutputPlan], None] | None = None,
 ) -> EnhanceResult:
     """Upscales every frame of a video and writes it with the original pts and the source's other streams.
 
@@ -168,7 +184,8 @@ def enhance_video(
         cfg: options.
         progress: called with the number of frames just written (once at the start with the frames an earlier
             ``--resume`` run finished).
-        on_start: called once with the probe, the chosen precision and device (the CLI prints them).
+        on_start: called once with the probe, the chosen precision and device, and the :class:`OutputPlan`
+            (the CLI prints them).
 
     Returns:
         What was done. Raises VsrError on any failure and `Interrupted` on Ctrl-C, leaving nothing at the target.
@@ -179,9 +196,10 @@ def enhance_video(
     info = video.probe(input_path)
     scale = int(model.scale)
     output_path = Path(output_path) if output_path else default_output_path(input_path, scale)
+    codec = cfg.codec or video.default_codec(output_path)
     device = resolve_device(cfg.device)
     pix_fmt_notes: list[str] = []
-    pix_fmt = video.output_pix_fmt(info, cfg.codec, cfg.pix_fmt, pix_fmt_notes)
+    pix_fmt = video.output_pix_fmt(info, codec, cfg.pix_fmt, pix_fmt_notes)
     # 10-bit in and 10-bit out: decode to uint16 RGB so the model sees (and returns) every level.
     depth = 16 if info.bit_depth > 8 and pix_fmt and video.pix_fmt_bits(pix_fmt) > 8 else 8
     precision = choose_precision(cfg.precision, device, getattr(model, "meta", None))
@@ -190,22 +208,30 @@ def enhance_video(
     upscaler = Upscaler(model, device, precision, cfg.tile, cfg.tile_pad)
     precision = upscaler.precision
     queued = max(1, cfg.queue_batches)
-    check_memory(
+    batch_size, upscaler.tile, memory_note = fit_memory(
         upscaler.model, height=info.height, width=info.width, batch=cfg.batch_size, tile=cfg.tile,
         tile_pad=cfg.tile_pad, device=device, value_bytes=upscaler.dtype.itemsize, sample_bytes=depth // 8,
         queued_batches=2 * queued + 2, limit=cfg.memory_limit,
     )
+    deinterlace = video.deinterlace_plan(cfg.deinterlace, info.interlaced)
+    time_base = video.output_time_base(info.time_base, deinterlace)
+    fps = info.fps * 2 if info.fps and deinterlace == "field" else info.fps
     out_w, out_h = info.width * scale, info.height * scale
-    frame_args = dict(width=out_w, height=out_h, time_base=info.time_base, fps=info.fps, codec=cfg.codec,
-                      crf=cfg.crf, preset=cfg.preset, pix_fmt=pix_fmt, **info.color_tags)
+    plan = OutputPlan(codec, deinterlace, out_w, out_h, batch_size, upscaler.tile, time_base)
+    frame_args = video.FrameSettings(
+        width=out_w, height=out_h, time_base=time_base, fps=fps, codec=codec, crf=cfg.crf, preset=cfg.preset,
+        pix_fmt=pix_fmt, sample_aspect_ratio=info.sample_aspect_ratio, container=output_path.suffix,
+        **info.color_tags)
+    rebase = cfg.start is not None and not cfg.keep_timestamps
     if cfg.resume:
-        sink = _segment_sink(input_path, output_path, model, cfg, info, upscaler, pix_fmt, depth, frame_args)
+        sink = _segment_sink(input_path, output_path, model, cfg, info, upscaler, plan, depth, frame_args, rebase)
     else:
         if state_dir(output_path).is_dir():
             warnings.warn(f"{state_dir(output_path)} holds an earlier --resume run's work; pass --resume to use it")
         sink = _TargetSink(video.VideoWriter(
             output_path, source=str(input_path), overwrite=cfg.overwrite, start=cfg.start, end=cfg.end,
-            rotation=info.rotation, copy_audio=cfg.copy_audio, copy_subtitles=cfg.copy_subtitles, **frame_args,
+            rotation=info.rotation, copy_audio=cfg.copy_audio, copy_subtitles=cfg.copy_subtitles, rebase=rebase,
+            **frame_args.as_kwargs(),
         ))
 
     cuda = device.type == "cuda"
@@ -219,13 +245,14 @@ def enhance_video(
     if skip_until is not None:
         # Seek near the first unfinished frame; frames up to the last finished pts are dropped exactly, by pts.
         origin = info.start_time or 0
-        read_start = max(cfg.start or 0.0, float((skip_until - origin) * info.time_base))
+        read_start = max(cfg.start or 0.0, float(skip_until * time_base - origin * info.time_base))
 
     def decode():
         if sink.finished:  # every frame was done by an earlier run: only the join is left
             put(decoded, DONE, stop)
             return
-        batches = video.read_frames(input_path, cfg.batch_size, start=read_start, end=cfg.end, depth=depth)
+        batches = video.read_frames(input_path, batch_size, start=read_start, end=cfg.end, depth=depth,
+                                    deinterlace=cfg.deinterlace, info=info)
         try:
             for batch in batches:
                 if skip_until is not None and batch.pts[0] <= skip_until:
@@ -243,7 +270,7 @@ def enhance_video(
             batches.close()  # closes the input now, also when stopped early
 
     frame_dtype = torch.uint16 if depth == 16 else torch.uint8
-    out_shape = (cfg.batch_size, out_h, out_w, 3)
+    out_shape = (batch_size, out_h, out_w, 3)
     out_buffers = HostBuffers(queued + 2, out_shape, frame_dtype, pinned=True) if cuda else None
 
     def encode():
@@ -267,7 +294,7 @@ def enhance_video(
     copy_stream = torch.cuda.Stream(device) if cuda else None
     try:
         if on_start:
-            on_start(info, precision, device)
+            on_start(info, precision, device, plan)
         if progress and sink.reused:
             progress(sink.reused)
         decoder, decode_errors = start_thread(decode, stop)
@@ -321,7 +348,8 @@ def enhance_video(
         raise
     finally:
         stop.set()
-    notes = pix_fmt_notes + [w for w in sink.warnings if w not in pix_fmt_notes]
+    notes = ([memory_note] if memory_note else []) + pix_fmt_notes
+    notes += [w for w in sink.warnings if w not in pix_fmt_notes]
     if sink.reused:
         notes.append(f"resumed: {sink.reused} frames ({sink.reused_segments} segments) reused from an earlier run")
     return EnhanceResult(
@@ -337,35 +365,37 @@ def enhance_video(
         notes=notes + upscaler.notes,
         last_pts_in=last_pts_in,
         last_pts_out=last_pts_out,
-        time_base=info.time_base,
+        time_base=time_base,
         bit_depth=depth,
         reused_frames=sink.reused,
     )
 
 
 def _segment_sink(input_path: Path, target: Path, model: nn.Module, cfg: EnhanceConfig, info: video.VideoInfo,
-                  upscaler: Upscaler, pix_fmt: str | None, depth: int, frame_args: dict) -> SegmentSink:
+                  upscaler: Upscaler, plan: OutputPlan, depth: int, frame_args: video.FrameSettings,
+                  rebase: bool) -> SegmentSink:
     """The resume state for ``target`` (found or new) and a sink writing segments into it."""
     video.check_output_path(target, input_path, cfg.overwrite)  # now, not after hours of work
     # Everything that changes the segments' pixels or pts; audio/subtitle choices only matter at the join.
     settings = {
-        "width": frame_args["width"], "height": frame_args["height"], "time_base": str(info.time_base),
-        "codec": cfg.codec, "crf": cfg.crf, "preset": cfg.preset, "pix_fmt": pix_fmt, "depth": depth,
-        "precision": upscaler.precision.name, "tile": cfg.tile, "tile_pad": cfg.tile_pad, "start": cfg.start,
-        "end": cfg.end,
+        "width": frame_args.width, "height": frame_args.height, "time_base": str(frame_args.time_base),
+        "codec": frame_args.codec, "crf": cfg.crf, "preset": cfg.preset, "pix_fmt": frame_args.pix_fmt,
+        "depth": depth, "precision": upscaler.precision.name, "tile": plan.tile, "tile_pad": cfg.tile_pad,
+        "start": cfg.start, "end": cfg.end, "deinterlace": plan.deinterlace,
     }
     identity = {"input": input_identity(input_path), "model": model_identity(model), "settings": settings}
     state = ResumeState(target, identity, video.segment_suffix(target))
-    segment_frames = cfg.segment_frames or (max(1, round(10 * info.fps)) if info.fps else 300)
+    fps = frame_args.fps
+    segment_frames = cfg.segment_frames or (max(1, round(10 * fps)) if fps else 300)
 
     def open_writer(path: Path) -> video.VideoWriter:
-        return video.VideoWriter(path, source=None, overwrite=True, **frame_args)
+        return video.VideoWriter(path, source=None, overwrite=True, **frame_args.as_kwargs())
 
     def join_into(segments: list[Path], output: Path):
         return video.join_segments(
-            segments, output, source=str(input_path), time_base=info.time_base, copy_audio=cfg.copy_audio,
+            segments, output, source=str(input_path), time_base=frame_args.time_base, copy_audio=cfg.copy_audio,
             copy_subtitles=cfg.copy_subtitles, start=cfg.start, end=cfg.end, overwrite=True, rotation=info.rotation,
-            fps=info.fps, **info.color_tags,
+            fps=fps, rebase=rebase, **info.color_tags,
         )
 
     return SegmentSink(state, segment_frames, open_writer, join_into)

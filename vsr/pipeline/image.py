@@ -11,7 +11,7 @@ from torch import nn
 
 from vsr.errors import VsrError
 from vsr.pipeline.enhance import EnhanceConfig, default_output_path
-from vsr.pipeline.upscaler import Upscaler, check_memory
+from vsr.pipeline.upscaler import Upscaler, fit_memory
 from vsr.precision import choose_precision, resolve_device
 
 
@@ -42,8 +42,9 @@ def upscale_image(
     device = resolve_device(cfg.device)
     precision = choose_precision(cfg.precision, device, getattr(model, "meta", None))
     upscaler = Upscaler(model, device, precision, cfg.tile, cfg.tile_pad)
-    check_memory(upscaler.model, height=rgb.shape[0], width=rgb.shape[1], batch=1, tile=cfg.tile,
-                 tile_pad=cfg.tile_pad, device=device, value_bytes=upscaler.dtype.itemsize, limit=cfg.memory_limit)
+    _, upscaler.tile, _ = fit_memory(upscaler.model, height=rgb.shape[0], width=rgb.shape[1], batch=1, tile=cfg.tile,
+                                     tile_pad=cfg.tile_pad, device=device, value_bytes=upscaler.dtype.itemsize,
+                                     limit=cfg.memory_limit)
     sr = upscaler(torch.from_numpy(rgb.copy())[None].to(device))[0].cpu().numpy()
     tmp = output_path.with_name(f".{output_path.name}.partial-{os.getpid()}{output_path.suffix}")
     try:

@@ -234,21 +234,26 @@ def estimate_batch_bytes(
     return int(model_peak + float_frames + queued)
 
 
-def check_memory(
+def fit_memory(
     model: nn.Module, *, height: int, width: int, batch: int, tile: int, tile_pad: int, device: torch.device,
     value_bytes: int, sample_bytes: int = 1, queued_batches: int = 0, limit: int | None = None,
-) -> None:
-    """Refuses, with one line suggesting ``--tile N``, a batch that cannot fit in the memory available.
+) -> tuple[int, int, str | None]:
+    """The batch size and tile side to run with: those asked for if they fit in memory, else the largest that do.
 
-    An estimate: it aims to catch frames that are many times too big (an 8K input without --tile) before hours of
-    setup, not to predict the last megabyte; the out-of-memory recovery handles the rest on CUDA.
+    An estimate: it aims to catch frames that are many times too big (720p at x4 on a small machine, 8K anywhere)
+    before hours of setup, not to predict the last megabyte; the out-of-memory recovery handles the rest on CUDA.
+    Smaller tiles at the same batch are tried first (tiles cost little: each is padded by ``tile_pad``), then
+    batch 1 whole, then batch 1 tiled.
+
+    Returns:
+        (batch, tile, note): the note says what was changed and why, None when nothing was.
 
     Raises:
-        VsrError: the estimate exceeds the available memory (RAM on CPU, free VRAM on CUDA).
+        VsrError: not even one frame in 16-pixel tiles fits (RAM on CPU, free VRAM on CUDA).
     """
     available, source = available_memory(device, limit)
     if available is None:
-        return
+        return batch, tile, None
     # On CUDA the queues live in host RAM, which is plentiful next to VRAM: only the model's side is checked there.
     queued = queued_batches if device.type == "cpu" else 0
     scale = int(model.scale)
@@ -259,19 +264,18 @@ def check_memory(
 
     needed = need(batch, tile)
     if needed <= available:
-        return
+        return batch, tile, None
     what = f"--tile {tile}" if tile else "whole frames"
     head = (f"frames of {width}x{height} at x{scale} need about {_format_size(needed)} per batch of {batch} "
             f"({what}), more than the {_format_size(available)} of {source}")
-    # Smaller tiles at the same batch first (what --tile is for), then batch 1 whole, then batch 1 tiled. A tile
-    # side is only worth suggesting where tile + padding is smaller than the frame.
+    # A tile side is only worth trying where tile + padding is smaller than the frame.
     sides = [t for t in _TILE_SIDES if t + 2 * tile_pad < max(width, height) and (not tile or t < tile)]
     options = [(batch, side) for side in sides]
     if batch > 1:
         options += [(1, tile)] + [(1, side) for side in sides]
     for n, side in options:
         if need(n, side) <= available:
-            advice = " ".join(([f"--tile {side}"] if side else []) + ([f"--batch-size {n}"] if n != batch else []))
-            raise VsrError(f"{head}; try {advice}")
+            chosen = f"{'tiles of ' + str(side) if side else 'whole frames'}, batch {n}"
+            return n, side, f"{head}: running {chosen} (about {_format_size(need(n, side))}; set --tile/--batch-size to choose)"
     elsewhere = "more memory" if device.type == "cpu" else "more memory or --device cpu"
     raise VsrError(f"{head}, even with --tile 16 --batch-size 1; this needs a machine with {elsewhere}")

@@ -3,20 +3,32 @@ upscaled frames back with those pts, the input's colour tags, rotation and bit d
 the input (audio, subtitles, attachments, data, chapters, tags) copied packet for packet.
 
 Modules: :mod:`~vsr.video.probe` (VideoInfo), :mod:`~vsr.video.reader` (read_frames), :mod:`~vsr.video.codecs`
-(encoders, output_pix_fmt, encode_decode), :mod:`~vsr.video.colour` (tags and YUV<->RGB maths),
+(encoders, container defaults, output_pix_fmt, encode_decode), :mod:`~vsr.video.colour` (tags and YUV<->RGB
+maths), :mod:`~vsr.video.deinterlace` (bwdif for interlaced sources),
 :mod:`~vsr.video.streams` (copying the other streams), :mod:`~vsr.video.writer` (VideoWriter),
 :mod:`~vsr.video.join` (joining separately encoded segments, for resume).
 """
 
-from vsr.video.codecs import CODECS, available_codecs, default_pix_fmt, encode_decode, output_pix_fmt
+from vsr.video.codecs import (
+    CODECS,
+    available_codecs,
+    default_codec,
+    default_output_suffix,
+    default_pix_fmt,
+    encode_decode,
+    output_pix_fmt,
+)
 from vsr.video.colour import pix_fmt_bits
+from vsr.video.deinterlace import DEINTERLACE_MODES, deinterlace_plan, output_time_base
 from vsr.video.join import JoinResult, join_segments, segment_suffix
 from vsr.video.probe import IMAGE_EXTS, VIDEO_EXTS, StreamInfo, VideoInfo, probe
 from vsr.video.reader import FrameBatch, read_frames
-from vsr.video.writer import VideoSummary, VideoWriter, check_output_path, summarize
+from vsr.video.writer import FrameSettings, VideoSummary, VideoWriter, check_output_path, summarize
 
 __all__ = [
-    "CODECS", "IMAGE_EXTS", "VIDEO_EXTS", "FrameBatch", "JoinResult", "StreamInfo", "VideoInfo", "VideoSummary",
-    "VideoWriter", "available_codecs", "check_output_path", "default_pix_fmt", "encode_decode", "join_segments",
-    "output_pix_fmt", "pix_fmt_bits", "probe", "read_frames", "segment_suffix", "summarize",
+    "CODECS", "DEINTERLACE_MODES", "IMAGE_EXTS", "VIDEO_EXTS", "FrameBatch", "FrameSettings", "JoinResult",
+    "StreamInfo", "VideoInfo", "VideoSummary", "VideoWriter", "available_codecs", "check_output_path",
+    "default_codec", "default_output_suffix", "default_pix_fmt", "deinterlace_plan", "encode_decode",
+    "join_segments", "output_pix_fmt", "output_time_base", "pix_fmt_bits", "probe", "read_frames",
+    "segment_suffix", "summarize",
 ]

@@ -12,10 +12,34 @@ import numpy as np
 
 from vsr.errors import VsrError
 
-CODECS = ("libx264", "libx265", "libsvtav1", "ffv1", "h264_nvenc", "hevc_nvenc")
+CODECS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "ffv1", "mpeg2video", "mpeg4", "h264_nvenc", "hevc_nvenc")
 
-_DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 28, "h264_nvenc": 19, "hevc_nvenc": 21}
-_MAX_CRF = {"libx264": 51, "libx265": 51, "libsvtav1": 63, "h264_nvenc": 51, "hevc_nvenc": 51}
+_DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 28, "libvpx-vp9": 24, "h264_nvenc": 19, "hevc_nvenc": 21,
+                "mpeg2video": 2, "mpeg4": 2}
+_MAX_CRF = {"libx264": 51, "libx265": 51, "libsvtav1": 63, "libvpx-vp9": 63, "h264_nvenc": 51, "hevc_nvenc": 51,
+            "mpeg2video": 31, "mpeg4": 31}
+# The encoder each output container gets when none is asked for: one the container carries with exact timestamps.
+# WebM holds VP8/VP9/AV1 only; MPEG-PS (DVD .mpg/.vob) stores timestamps reliably for MPEG video only; AVI gets
+# MPEG-4 part 2 without B-frames (see encoder_options): AVI stores frame numbers and no reordering, and FFmpeg
+# reads H.264 in AVI back one frame late (its parser gives pts = dts + 1) where MPEG-4 comes back exact.
+_CONTAINER_CODECS = {".webm": "libvpx-vp9", ".mpg": "mpeg2video", ".mpeg": "mpeg2video", ".vob": "mpeg2video",
+                     ".avi": "mpeg4"}
+# Where the input's own container cannot hold the re-encoded video (DV tapes, elementary streams), the default
+# output is Matroska.
+_OUTPUT_SUFFIXES = {".dv": ".mkv", ".m2v": ".mkv", ".h264": ".mkv", ".264": ".mkv", ".hevc": ".mkv",
+                    ".265": ".mkv", ".asf": ".mkv", ".wmv": ".mkv", ".flv": ".mkv", ".3gp": ".mp4", ".ogv": ".mkv",
+                    ".mxf": ".mov"}
+
+
+def default_codec(output) -> str:
+    """The encoder for an output file when none is given: by its container (see :data:`_CONTAINER_CODECS`)."""
+    return _CONTAINER_CODECS.get(os.path.splitext(os.fspath(output))[1].lower(), "libx264")
+
+
+def default_output_suffix(input_path) -> str:
+    """The extension of the default output for an input: the input's own, unless its container cannot hold it."""
+    suffix = os.path.splitext(os.fspath(input_path))[1]
+    return _OUTPUT_SUFFIXES.get(suffix.lower(), suffix)
 # x264 preset names translated for encoders that number their presets instead.
 _SVT_PRESETS = {"ultrafast": 12, "superfast": 11, "veryfast": 10, "faster": 9, "fast": 8, "medium": 6, "slow": 4,
                 "slower": 3, "veryslow": 2}
@@ -71,8 +95,20 @@ def output_pix_fmt(info, codec: str, requested: str | None = None, warnings: lis
     return base
 
 
-def encoder_options(codec: str, crf: int | None, preset: str | None) -> dict[str, str]:
-    """Encoder options for a quality (``crf``, in each encoder's own scale) and an x264-style preset name."""
+def encoder_options(codec: str, crf: int | None, preset: str | None, container: str = "") -> dict[str, str]:
+    """Encoder options for a quality (``crf``, in each encoder's own scale) and an x264-style preset name.
+
+    ``container`` is the output's extension: into AVI, encoders get no B-frames (AVI keeps one timestamp per
+    frame, in decode order, so reordered frames would come back with wrong times).
+    """
+    options = _quality_options(codec, crf, preset)
+    if container.lower() == ".avi" and codec in ("libx264", "libx265", "mpeg4", "mpeg2video"):
+        options["x265-params" if codec == "libx265" else "bf"] = (
+            options.get("x265-params", "log-level=error") + ":bframes=0" if codec == "libx265" else "0")
+    return options
+
+
+def _quality_options(codec: str, crf: int | None, preset: str | None) -> dict[str, str]:
     if codec == "ffv1":
         return {}  # lossless: no quality knob
     if crf is None:
@@ -89,6 +125,16 @@ def encoder_options(codec: str, crf: int | None, preset: str | None) -> dict[str
         return {"crf": str(crf), "preset": str(_SVT_PRESETS.get(preset or "", preset or 8))}
     if codec.endswith("_nvenc"):
         return {"rc": "vbr", "cq": str(crf), "b": "0", "preset": _NVENC_PRESETS.get(preset or "", preset or "p4")}
+    if codec == "libvpx-vp9":
+        # Constant quality (b=0), row-based multithreading and speed 4 of 0-8: libvpx's defaults (speed 1, one
+        # thread per tile column) made VP9 the slowest stage of a run, slower than the model on small frames.
+        speed = {"ultrafast": 8, "superfast": 7, "veryfast": 6, "faster": 5, "fast": 4, "medium": 4, "slow": 2,
+                 "slower": 1, "veryslow": 0}.get(preset or "", preset or 4)
+        return {"crf": str(crf), "b": "0", "row-mt": "1", "deadline": "good", "cpu-used": str(speed)}
+    if codec in ("mpeg2video", "mpeg4"):
+        # Constant quantiser, 1 (best) to 31, given as --crf. Through qmin = qmax, since `ffmpeg -q:v` works by
+        # setting each frame's quality, which PyAV cannot; the bit rate and buffer are only a ceiling.
+        return {"qmin": str(crf), "qmax": str(crf), "b": "100M", "maxrate": "100M", "bufsize": "100M"}
     return {"crf": str(crf)}
 
 

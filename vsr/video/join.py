@@ -81,7 +81,7 @@ def _check_segments(segments: Sequence[Path]) -> None:
 def join_segments(segments: Sequence, output, *, source, time_base: Fraction, copy_audio: bool = True,
                   copy_subtitles: bool = True, start: float | None = None, end: float | None = None,
                   overwrite: bool = False, rotation: int = 0, fps: Fraction | None = None, verify: bool = True,
-                  **color_tags: str | None) -> JoinResult:
+                  rebase: bool = False, **color_tags: str | None) -> JoinResult:
     """Remux the video packets of ``segments`` in order, plus every other stream of ``source``, into ``output``.
 
     Written to a temp file beside ``output`` and renamed into place only when complete and checked.
@@ -101,6 +101,7 @@ def join_segments(segments: Sequence, output, *, source, time_base: Fraction, co
         fps: The input's nominal rate, for the length of the last frame when cutting at ``end`` (as VideoWriter
             takes it); None uses the last frame-to-frame step.
         verify: Read the result back and check frame count and first/last pts.
+        rebase: As for VideoWriter: the output's clock starts at the first frame (every stream moved alike).
         **color_tags: color_range, color_space, color_primaries, color_trc to tag on the container (None keeps
             the segments'). Tags only: give the segments' writers the same ones, as they decide the RGB->YUV maths
             and the tags inside the bitstream, which decoders prefer.
@@ -137,21 +138,23 @@ def join_segments(segments: Sequence, output, *, source, time_base: Fraction, co
         warnings: list[str] = []
         if source is not None:
             copier = StreamCopier(out, os.fspath(source), audio=copy_audio, subtitles=copy_subtitles,
-                                  span=(start, end), negative_times=exact_times(output), warnings=warnings)
+                                  span=(start, end), negative_times=exact_times(output), warnings=warnings,
+                                  rebase=rebase)
             copier.tag_video(video)
-        frames, first_pts, last_pts, step = _mux_segments(out, video, segments, time_base, copier, start is not None)
+        frames, first_pts, last_pts, step, shift = _mux_segments(out, video, segments, time_base, copier,
+                                                                 start is not None, rebase)
         if fps:
             step = 1 / (Fraction(fps).limit_denominator(1_000_000) * time_base)
         if copier is not None:
             first = first_pts * time_base if start is not None else None
             stop = (last_pts + (step or 1)) * time_base if end is not None else None
-            copier.mux(None, first=first, stop=stop)
+            copier.mux(None, first=first, stop=stop, shift=shift * time_base)
         out.close()
         if copier is not None:
             copier.close()
         if verify:
-            check_summary(summarize(temp), output, frames=frames, first_pts=first_pts, last_pts=last_pts,
-                          time_base=time_base, exact=exact_times(output))
+            check_summary(summarize(temp), output, frames=frames, first_pts=first_pts - shift,
+                          last_pts=last_pts - shift, time_base=time_base, exact=exact_times(output))
         os.replace(temp, output)
     except BaseException as err:
         close_quietly(out, copier.source if copier is not None else None)
@@ -162,13 +165,14 @@ def join_segments(segments: Sequence, output, *, source, time_base: Fraction, co
     return JoinResult(frames, last_pts, warnings)
 
 
-def _mux_segments(out, video, segments: list[Path], time_base: Fraction, copier, cut_start: bool):
+def _mux_segments(out, video, segments: list[Path], time_base: Fraction, copier, cut_start: bool, rebase: bool):
     """Mux every video packet of the segments in order, with the other streams interleaved as they catch up.
 
     Returns:
-        (frames, first pts, last pts, last frame-to-frame step), pts in ``time_base``.
+        (frames, first pts, last pts, last frame-to-frame step, shift), pts in ``time_base`` on the source's
+        clock; ``shift`` is what was subtracted from every pts written (the first frame's pts with ``rebase``).
     """
-    frames, first_pts, last_pts, previous, last_dts = 0, None, None, None, None
+    frames, first_pts, last_pts, previous, last_dts, shift = 0, None, None, None, None, None
     for path in segments:
         count = 0
         for packet in _segment_packets(path, last_dts):
@@ -182,15 +186,20 @@ def _mux_segments(out, video, segments: list[Path], time_base: Fraction, copier,
             elif previous is None or pts > previous:
                 previous = pts  # packets come in decode order: the two latest pts, whatever their order
             last_dts = packet.dts * packet.time_base
+            if shift is None:  # the first packet is the first frame shown (encodes start with a keyframe)
+                shift = pts if rebase else 0
+            if shift:
+                ticks = round(shift * time_base / packet.time_base)
+                packet.pts, packet.dts = packet.pts - ticks, packet.dts - ticks
             packet.stream = video
             out.mux(packet)
             count += 1
             if copier is not None:
-                copier.mux(last_dts, first=first_pts * time_base if cut_start else None)
+                copier.mux(last_dts, first=first_pts * time_base if cut_start else None, shift=shift * time_base)
         if count == 0:
             raise VsrError(f"segment {path} holds no video frames")
         frames += count
-    return frames, first_pts, last_pts, (last_pts - previous if previous is not None else None)
+    return frames, first_pts, last_pts, (last_pts - previous if previous is not None else None), shift or 0
 
 
 def _segment_packets(path: Path, last_dts: Fraction | None) -> Iterator[av.Packet]:

@@ -11,9 +11,15 @@ import av
 
 from vsr.errors import VsrError
 from vsr.video.colour import frame_colour, pix_fmt_bits
+from vsr.video.deinterlace import field_order
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
-VIDEO_EXTS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".ts"}
+# What archives hold besides the usual web containers: DVD (MPEG-PS .mpg/.vob), broadcast and camcorder transport
+# streams (.ts/.m2ts/.mts), DV tapes (.dv), elementary streams (.m2v/.h264/.hevc) and older formats.
+VIDEO_EXTS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg", ".vob",
+              ".dv", ".m2v", ".h264", ".264", ".hevc", ".265", ".flv", ".wmv", ".asf", ".3gp", ".ogv", ".mxf"}
+# Frames decoded by probe() to judge interlacing and which timestamps to trust.
+PROBE_FRAMES = 16
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,14 @@ class VideoInfo:
     color_trc: str | None
     bit_depth: int
     streams: tuple[StreamInfo, ...]
+    sample_aspect_ratio: Fraction | None = None  # None: square pixels
+    interlaced: str | None = None  # "flagged" (frames marked, each with its field order), "tff"/"bff" (stream), None
+    timestamps: str = "pts"  # which frame timestamps read_frames uses: "pts" or "dts" (see timestamp_source)
+
+    @property
+    def display_aspect(self) -> Fraction:
+        """Width / height as the picture is shown (the storage aspect times the sample aspect ratio)."""
+        return Fraction(self.width, self.height) * (self.sample_aspect_ratio or 1)
 
     @property
     def color_tags(self) -> dict[str, str | None]:
@@ -122,6 +136,36 @@ def stream_title(stream) -> str | None:
     return metadata.get("title") or metadata.get("name") or metadata.get("filename")
 
 
+def timestamp_source(frames) -> str:
+    """Which timestamps of decoded frames give their display times: "pts", or "dts" where the pts are not usable.
+
+    FFmpeg's best-effort rule (libavcodec's guess_correct_pts), applied to a stretch of frames at once rather than
+    frame by frame: trust the pts unless they go backwards more often than the dts do. AVI and raw elementary
+    streams have no real pts: with B-frames the decoder hands out frames in display order carrying the pts of
+    the packets they came in (2, 6, 8, 4, ... ), while the dts of the packet that released each frame counts up.
+    """
+    faulty = {"pts": 0, "dts": 0}
+    last = {"pts": None, "dts": None}
+    seen = {"pts": 0, "dts": 0}
+    for frame in frames:
+        for key in ("pts", "dts"):
+            value = getattr(frame, key)
+            if value is None:
+                continue
+            seen[key] += 1
+            faulty[key] += last[key] is not None and value <= last[key]
+            last[key] = value
+    if seen["dts"] and (not seen["pts"] or faulty["pts"] > faulty["dts"]):
+        return "dts"
+    return "pts"
+
+
+def sample_aspect(stream) -> Fraction | None:
+    """The stream's sample (pixel) aspect ratio; None for square pixels or none stated."""
+    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    return Fraction(sar) if sar and sar > 0 and sar != 1 else None
+
+
 def probe(path) -> VideoInfo:
     """Describe a video file; decodes its first frame (rotation and colour tags live on frames).
 
@@ -131,9 +175,20 @@ def probe(path) -> VideoInfo:
     path = os.fspath(path)
     with open_input(path) as container:
         stream = main_video_stream(container, path)
-        first = next(decode_frames(container, stream, path), None)
-        if first is None:
+        frames = []
+        for frame in decode_frames(container, stream, path):
+            frames.append(frame)
+            if len(frames) == PROBE_FRAMES:
+                break
+        if not frames:
             raise VsrError(f"no decodable video frames in {path}")
+        first = frames[0]
+        # Frames marked interlaced carry their own field order (and mixed DVD content marks each frame); a
+        # field order in the stream's parameters alone covers codecs that mark no frames.
+        if any(f.interlaced_frame for f in frames):
+            interlaced = "flagged"
+        else:
+            interlaced = field_order(stream.codec_context.field_order)
         time_base = stream.time_base or Fraction(1, 1000)
         if stream.duration:
             duration = float(stream.duration * time_base)
@@ -151,5 +206,6 @@ def probe(path) -> VideoInfo:
             fps=stream.average_rate or None, time_base=time_base, frames=stream.frames or None, duration=duration,
             start_time=stream.start_time, rotation=round(first.rotation / 90) * 90 % 360, color_range=color_range,
             color_space=color_space, color_primaries=color_primaries, color_trc=color_trc,
-            bit_depth=pix_fmt_bits(pix_fmt), streams=streams,
+            bit_depth=pix_fmt_bits(pix_fmt), streams=streams, sample_aspect_ratio=sample_aspect(stream),
+            interlaced=interlaced, timestamps=timestamp_source(frames),
         )

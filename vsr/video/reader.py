@@ -1,6 +1,7 @@
 """Decoding: :func:`read_frames` turns a video into RGB batches that carry each frame's pts.
 
-Time: ``start``/``end`` are seconds from the first frame of the video stream; pts are never renumbered.
+Time: ``start``/``end`` are seconds from the first frame of the video stream; pts are the input's display times
+(never renumbered; on half the time base for one frame per field).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import av
 import numpy as np
 
 from vsr.errors import VsrError
-from vsr.video.colour import frame_colour, sws_args
-from vsr.video.probe import decode_frames, error_text, main_video_stream, open_input
+from vsr.video.colour import SWS_QUALITY, frame_colour, sws_args
+from vsr.video.deinterlace import Deinterlacer, deinterlace_plan, output_time_base
+from vsr.video.probe import VideoInfo, decode_frames, error_text, main_video_stream, open_input, probe
 
 
 @dataclass
@@ -28,8 +30,8 @@ class FrameBatch:
 
 
 def read_frames(path, batch_size: int = 8, start: float | None = None, end: float | None = None,
-                depth: int = 8) -> Iterator[FrameBatch]:
-    """Decode a video into batches of RGB frames, each frame with its original pts.
+                depth: int = 8, deinterlace: str = "auto", info: VideoInfo | None = None) -> Iterator[FrameBatch]:
+    """Decode a video into batches of RGB frames, each frame with its display time as pts.
 
     Args:
         path: Video file.
@@ -38,10 +40,16 @@ def read_frames(path, batch_size: int = 8, start: float | None = None, end: floa
         end: Keep frames before this second (same clock as ``start``); None for the end.
         depth: 8 for uint8 rgb24 frames, 16 for uint16 rgb48 frames scaled to the full 0..65535 range (keeps
             10-bit input without crushing it; 8-bit input reads as value * 257).
+        deinterlace: One of :data:`~vsr.video.deinterlace.DEINTERLACE_MODES` (``auto``: interlaced sources are
+            deinterlaced at their frame rate; ``field`` gives one frame per field, on half the time base).
+        info: The file's :func:`probe`, if the caller has it (saves probing again).
 
     Yields:
-        FrameBatch with C-contiguous (N,H,W,3) frames. Frames without a pts get the previous pts plus one frame
-        duration; a pts that does not increase is bumped to previous + 1 so the writer can encode it.
+        FrameBatch with C-contiguous (N,H,W,3) frames and pts in its ``time_base``: the input video's, or half of
+        it for one frame per field. The pts are the frames' display times as FFmpeg's best-effort rule gives them
+        (see :func:`~vsr.video.probe.timestamp_source`): the dts where the pts are out of order (AVI with
+        B-frames), the previous time plus one frame duration where a frame has none (raw elementary streams),
+        and a time that does not increase is bumped to the previous + 1, so the writer can encode it.
 
     Raises:
         VsrError: bad file (see :func:`probe`), a decode error, or a file that ends before its index says it should.
@@ -51,11 +59,14 @@ def read_frames(path, batch_size: int = 8, start: float | None = None, end: floa
         raise VsrError(f"batch size must be at least 1, got {batch_size}")
     if depth not in (8, 16):
         raise VsrError(f"depth must be 8 or 16, got {depth}")
+    info = info or probe(path)
+    plan = deinterlace_plan(deinterlace, info.interlaced)
     rgb_format, dtype = ("rgb24", np.uint8) if depth == 8 else ("rgb48le", np.uint16)
     with open_input(path) as container:
         stream = main_video_stream(container, path)
         stream.thread_type = "AUTO"
         time_base = stream.time_base or Fraction(1, 1000)
+        out_time_base = output_time_base(time_base, plan)
         origin = stream.start_time or 0
         step = max(round(1 / (stream.average_rate * time_base)), 1) if stream.average_rate else 1
         if start:
@@ -64,37 +75,62 @@ def read_frames(path, batch_size: int = 8, start: float | None = None, end: floa
                 container.seek(origin + int(start / time_base), stream=stream, backward=True)
             except av.FFmpegError as err:
                 raise VsrError(f"cannot seek to {start}s in {path}: {error_text(err)}") from None
-        start_pts = origin + start / time_base if start else None
-        end_pts = origin + end / time_base if end is not None else None
+        start_pts = (origin + start / time_base) * (time_base / out_time_base) if start else None
+        end_pts = (origin + end / time_base) * (time_base / out_time_base) if end is not None else None
         batch, pts, last_pts, decoded, stats = None, [], None, 0, {"packets": 0, "shown": 0}
-        for frame in decode_frames(container, stream, path, stats):
-            decoded += 1
-            p = frame.pts if frame.pts is not None else (origin if last_pts is None else last_pts + step)
-            if start_pts is not None and p < start_pts:
-                continue
-            if end_pts is not None and p >= end_pts:
-                break
-            if last_pts is not None and p <= last_pts:
-                p = last_pts + 1
-            if last_pts is None:
-                width, height = frame.width, frame.height
-                color_range, color_space, _, _ = frame_colour(frame, stream)
-                sws = sws_args(frame.format.name, color_space, color_range, width, height)
-            if batch is None:  # a fresh array per batch: the consumer may still hold the previous one
-                batch = np.empty((batch_size, height, width, 3), dtype)
-            # Size changes mid-stream (some broadcast captures) are scaled back to the first frame's size.
-            rgb = frame.reformat(width=width, height=height, format=rgb_format,
-                                 src_colorspace=sws.get("matrix"), src_color_range=sws.get("range"))
-            batch[len(pts)] = rgb.to_ndarray()
-            pts.append(int(p))
-            last_pts = p
-            if len(pts) == batch_size:
-                yield FrameBatch(batch, pts, time_base)
-                batch, pts = None, []
+        deinterlacer = convert = None
+        frames = decode_frames(container, stream, path, stats)
+        finished = False
+        while not finished:
+            frame = next(frames, None)
+            if frame is not None:
+                decoded += 1
+                p = getattr(frame, info.timestamps)
+                if p is None:
+                    p = frame.pts if frame.pts is not None else (origin if last_pts is None else last_pts + step)
+                if last_pts is not None and p <= last_pts:
+                    p = last_pts + 1
+                frame.pts, last_pts = int(p), p
+                if convert is None:
+                    width, height = frame.width, frame.height
+                    color_range, color_space, _, _ = frame_colour(frame, stream)
+                    sws = sws_args(frame.format.name, color_space, color_range, width, height)
+                    convert = dict(format=rgb_format, src_colorspace=sws.get("matrix"),
+                                   src_color_range=sws.get("range"), interpolation=SWS_QUALITY)
+                    if plan:
+                        deinterlacer = Deinterlacer(frame, time_base, plan, info.interlaced)
+                if (frame.width, frame.height) != (width, height):
+                    # Size changes mid-stream (some broadcast captures) are scaled back to the first frame's size.
+                    frame = _resized(frame, width, height)
+            else:
+                finished = True
+            shown = deinterlacer(frame) if deinterlacer is not None else ([frame] if frame is not None else [])
+            for out in shown:
+                p = out.pts
+                if start_pts is not None and p < start_pts:
+                    continue
+                if end_pts is not None and p >= end_pts:
+                    finished = True
+                    break
+                if batch is None:  # a fresh array per batch: the consumer may still hold the previous one
+                    batch = np.empty((batch_size, height, width, 3), dtype)
+                batch[len(pts)] = out.reformat(**convert).to_ndarray()
+                pts.append(int(p))
+                if len(pts) == batch_size:
+                    yield FrameBatch(batch, pts, out_time_base)
+                    batch, pts = None, []
+        frames.close()
         if pts:
-            yield FrameBatch(batch[: len(pts)], pts, time_base)
+            yield FrameBatch(batch[: len(pts)], pts, out_time_base)
         if start is None and end is None:
             _check_complete(container, stream, path, decoded, stats)
+
+
+def _resized(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
+    """``frame`` scaled to ``width`` x ``height`` in its own pixel format, keeping its pts and flags."""
+    resized = frame.reformat(width=width, height=height, interpolation=SWS_QUALITY)
+    resized.pts = frame.pts
+    return resized
 
 
 def _check_complete(container, stream, path: str, decoded: int, stats: dict) -> None:

@@ -87,7 +87,7 @@ class StreamCopier:
 
     def __init__(self, out, source, *, audio: bool = True, subtitles: bool = True,
                  span: tuple[float | None, float | None] = (None, None), negative_times: bool = True,
-                 warnings: list[str] | None = None):
+                 warnings: list[str] | None = None, rebase: bool = False):
         """Open ``source`` and add its streams, chapters and tags to ``out``.
 
         Args:
@@ -100,6 +100,8 @@ class StreamCopier:
             negative_times: Whether ``out`` can store times before 0. If not, packets there are dropped (with a
                 warning): its muxer would otherwise move every stream, the video included, later.
             warnings: The list to append warnings to (also later ones, from :meth:`mux`); None for a new one.
+            rebase: Chapters start from ``span``'s start (an excerpt whose streams start at 0; :meth:`mux`
+                moves the packets by its ``shift``).
         """
         self.warnings: list[str] = warnings if warnings is not None else []
         self._negative_times = negative_times
@@ -121,7 +123,7 @@ class StreamCopier:
                     continue
                 if not self._add(stream, audio, subtitles):
                     stream.discard = av.stream.Discard.all  # the demuxer then skips its data
-            self._copy_chapters(span)
+            self._copy_chapters(span, rebase)
             out.metadata.update(copy_tags(self.source.metadata))
             copied = [s for s in self.source.streams if s.index in self._map and s.type != "attachment"]
             # One lazy demux over the copied streams, in file order: nothing is read ahead of the video.
@@ -195,7 +197,7 @@ class StreamCopier:
                              f"{stream_codec_name(stream)} (the text is kept, styling as far as {target} has it)")
         return None
 
-    def _copy_chapters(self, span: tuple[float | None, float | None]) -> None:
+    def _copy_chapters(self, span: tuple[float | None, float | None], rebase: bool) -> None:
         chapters = self.source.chapters()
         if not chapters:
             return
@@ -215,6 +217,9 @@ class StreamCopier:
                 start = max(start, round(lo / tb))
             if hi is not None:
                 end = min(end, round(hi / tb))
+            if rebase:
+                shift = round((lo if lo is not None else origin) / tb)
+                start, end = start - shift, end - shift
             kept.append({**chapter, "start": start, "end": end})
         self._out.set_chapters(kept)
 
@@ -235,14 +240,18 @@ class StreamCopier:
             if packet is None or packet.size:  # size 0: the demuxer's end-of-stream flush packets
                 return packet
 
-    def mux(self, until: Fraction | None, first: Fraction | None = None, stop: Fraction | None = None) -> None:
+    def mux(self, until: Fraction | None, first: Fraction | None = None, stop: Fraction | None = None,
+            shift: Fraction = Fraction(0)) -> None:
         """Mux the packets timed at or before ``until`` seconds (all that are left when None).
 
         Args:
             until: Stop before the first packet later than this (it waits in the source for the next call).
-            first: Drop packets before this time (an excerpt's first frame). A subtitle is kept if it is still
-                showing then.
-            stop: Drop packets at or after this time (an excerpt's end).
+            first: Drop packets before this time (an excerpt's first frame). Audio is cut at the packet boundary
+                closest to it (a packet is kept when at least half of it is at or after ``first``: within half a
+                packet, 10.7 ms for 1024-sample AAC at 48 kHz); a subtitle is kept if it is still showing then.
+            stop: Drop packets at or after this time (an excerpt's end); audio again at the closest boundary.
+            shift: Seconds to move every packet earlier (an excerpt rebased to start at 0); all times above are
+                on the source's clock.
         """
         while True:
             packet = self._next()
@@ -260,12 +269,14 @@ class StreamCopier:
             if until is not None and t > until:
                 self._held = packet
                 return
+            half = (packet.duration or 0) * packet.time_base / 2 if packet.stream.type == "audio" else 0
             if first is not None:
                 shown_until = t + (packet.duration or 0) * packet.time_base
-                if (shown_until <= first) if packet.stream.type == "subtitle" else (t < first):
+                if (shown_until <= first) if packet.stream.type == "subtitle" else (t + half < first):
                     continue
-            if stop is not None and t >= stop:
+            if stop is not None and t + half >= stop:
                 continue
+            t -= shift
             if t < 0 and not self._negative_times:
                 if index not in self._early:
                     self._early.add(index)
@@ -280,6 +291,15 @@ class StreamCopier:
                     continue
             else:
                 packet.stream = self._map[index]
+            if shift:
+                ticks = round(shift / packet.time_base)
+                packet.pts = packet.pts - ticks if packet.pts is not None else None
+                packet.dts -= ticks
+                if packet.stream.type == "subtitle" and packet.dts < 0:
+                    # Still showing when the excerpt starts: shown from 0 for the rest of its time.
+                    if packet.duration:
+                        packet.duration = max(1, packet.duration + packet.dts)
+                    packet.pts = packet.dts = 0
             self._out.mux(packet)
 
     def _convert(self, packet):

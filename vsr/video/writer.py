@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,8 +15,8 @@ import av
 import numpy as np
 
 from vsr.errors import VsrError
-from vsr.video.codecs import check_codec, default_pix_fmt, encoder_options, output_pix_fmt
-from vsr.video.colour import COLOR_SPACES, default_space, sws_args, tag_stream
+from vsr.video.codecs import check_codec, default_codec, default_pix_fmt, encoder_options, output_pix_fmt
+from vsr.video.colour import COLOR_SPACES, SWS_QUALITY, default_space, sws_args, tag_stream
 from vsr.video.probe import error_text, main_video_stream, open_input, probe
 from vsr.video.streams import StreamCopier
 
@@ -76,6 +76,34 @@ def check_summary(summary: VideoSummary, path, *, frames: int, first_pts: int | 
                            f"it was written at {float(want_s):.6f}s")
 
 
+@dataclass(frozen=True)
+class FrameSettings:
+    """How the video of an output is encoded: what every writer of one run (the file, or each resume segment) shares.
+
+    ``container`` is the target's extension, whose encoder rules apply also to segments written as MP4 first
+    (no B-frames for AVI).
+    """
+
+    width: int
+    height: int
+    time_base: Fraction
+    fps: Fraction | None
+    codec: str | None = None
+    crf: int | None = None
+    preset: str | None = None
+    pix_fmt: str | None = None
+    sample_aspect_ratio: Fraction | None = None
+    color_range: str | None = None
+    color_space: str | None = None
+    color_primaries: str | None = None
+    color_trc: str | None = None
+    container: str | None = None
+
+    def as_kwargs(self) -> dict:
+        """Keyword arguments for :class:`VideoWriter`."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
 def check_output_path(path: Path, source, overwrite: bool) -> None:
     """Refuse a target that cannot or must not be written, before any work is done."""
     parent = path.parent
@@ -113,7 +141,7 @@ def create_temp(path: Path) -> Path:
 # Containers whose muxer keeps every timestamp as given (with the options below). The rest (AVI) cannot store
 # times before 0: their muxer would shift every stream when one starts there, as copied audio with encoder
 # priming often does, so such packets are dropped instead (see StreamCopier).
-EXACT_TIME_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".ts"}
+EXACT_TIME_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".ts", ".m2ts", ".mts"}
 
 
 def exact_times(path: Path) -> bool:
@@ -132,7 +160,7 @@ def container_options(path: Path, time_base: Fraction) -> dict[str, str]:
         # By default the muxer shifts every stream when one starts before 0 (MP3/AAC priming in copied audio);
         # Matroska stores such times as they are.
         return {"avoid_negative_ts": "disabled"}
-    if suffix == ".ts":
+    if suffix in (".ts", ".m2ts", ".mts"):
         return {"avoid_negative_ts": "disabled", "mpegts_copyts": "1"}
     return {}
 
@@ -205,12 +233,13 @@ class VideoWriter:
     """
 
     def __init__(self, path, *, width: int, height: int, time_base: Fraction, fps: Fraction | None,
-                 source=None, codec: str = "libx264", crf: int | None = None, preset: str | None = None,
+                 source=None, codec: str | None = None, crf: int | None = None, preset: str | None = None,
                  pix_fmt: str | None = None, copy_audio: bool = True, copy_subtitles: bool = True,
                  overwrite: bool = False, color_range: str | None = None, color_space: str | None = None,
                  color_primaries: str | None = None, color_trc: str | None = None, rotation: int = 0,
                  start: float | None = None, end: float | None = None, options: dict[str, str] | None = None,
-                 verify: bool = True):
+                 verify: bool = True, sample_aspect_ratio: Fraction | None = None, rebase: bool = False,
+                 container: str | None = None):
         """Check the options, create the temp file and open the encoder (and the source).
 
         Args:
@@ -220,7 +249,8 @@ class VideoWriter:
             time_base: Time base of the pts passed to :meth:`write` (the input video stream's).
             fps: Nominal frame rate (the input's average rate); a rate-control hint, pts decide timing.
             source: File whose other streams are copied (usually the input video); None writes video only.
-            codec: Video encoder, one of :func:`available_codecs` or another FFmpeg video encoder.
+            codec: Video encoder, one of :func:`available_codecs` or another FFmpeg video encoder; None for the
+                output container's default (:func:`~vsr.video.codecs.default_codec`).
             crf: Quality in the encoder's own scale (None: 18 for x264, 20 x265, 28 SVT-AV1, 19/21 NVENC);
                 ffv1 is lossless and ignores it.
             preset: x264-style preset name (mapped for SVT-AV1 and NVENC); None for "medium".
@@ -241,6 +271,14 @@ class VideoWriter:
                 dropped, chapters cut. None keeps them. (Packets are cut where the frames actually written end.)
             options: Extra encoder options, passed to FFmpeg as they are.
             verify: On :meth:`close`, read the file back and check frame count and first/last pts.
+            sample_aspect_ratio: Pixel aspect to tag (the input's: both axes are scaled alike, so the display
+                aspect stays); None for square pixels.
+            rebase: Start the output's clock at the first frame written (an excerpt starts at 0, as ``ffmpeg
+                -ss`` writes it): every stream, chapters included, moves earlier by that frame's time, so the
+                offsets between streams stay as in the source. pts passed to :meth:`write` and reported by
+                :attr:`first_pts`/:attr:`last_pts` stay on the source's clock.
+            container: The extension whose encoder rules apply (see :func:`~vsr.video.codecs.encoder_options`);
+                None for ``path``'s own.
         """
         self.path = Path(path)
         self.time_base = Fraction(time_base)
@@ -255,11 +293,15 @@ class VideoWriter:
         fps = Fraction(fps).limit_denominator(1_000_000) if fps else None
         self._frame_step = 1 / (fps * self.time_base) if fps else None
         self._cut_start, self._cut_end = start is not None, end is not None
+        self._rebase = rebase
+        self._shift = 0  # ticks subtracted from every pts written (the first frame's, with rebase)
         if width < 1 or height < 1:
             raise VsrError(f"frame size must be positive, got {width}x{height}")
         check_output_path(self.path, source, overwrite)
+        codec = codec or default_codec(self.path)
         check_codec(codec)
-        codec_options = {**encoder_options(codec, crf, preset), **(options or {})}
+        self.codec = codec
+        codec_options = {**encoder_options(codec, crf, preset, container or self.path.suffix), **(options or {})}
         if pix_fmt is None and source is not None:
             pix_fmt = output_pix_fmt(probe(source), codec, None, self.warnings)
         pix_fmt = pix_fmt or default_pix_fmt(codec)
@@ -286,7 +328,13 @@ class VideoWriter:
             self._stream = self._out.add_stream(codec, rate=fps or 25, options=codec_options)
             self._stream.width, self._stream.height, self._stream.pix_fmt = out_w, out_h, pix_fmt
             self._stream.time_base = self.time_base
-            self._stream.codec_context.time_base = self.time_base
+            # MPEG-1/2 store a frame rate from a fixed list and MPEG-4 part 2 a clock under 65536 Hz: they count
+            # in frames (PyAV rebases each frame's pts); the others get the input's own clock.
+            frame_clock = codec in ("mpeg2video", "mpeg1video", "mpeg4") and fps
+            self._stream.codec_context.time_base = 1 / fps.limit_denominator(65535) if frame_clock else self.time_base
+            if sample_aspect_ratio and sample_aspect_ratio != 1:
+                # In the bitstream (H.264 VUI, MPEG-2 sequence header), from which the muxer also takes it.
+                self._stream.codec_context.sample_aspect_ratio = Fraction(sample_aspect_ratio)
             # Tag exactly what the conversion used (RGB formats have no matrix), so players undo it the same way.
             tag_stream(self._stream, color_range=color_range if self._sws else None,
                        color_space=color_space if self._sws and color_space in COLOR_SPACES else None,
@@ -297,7 +345,8 @@ class VideoWriter:
             if source is not None:
                 self._copier = StreamCopier(self._out, os.fspath(source), audio=copy_audio,
                                             subtitles=copy_subtitles, span=(start, end),
-                                            negative_times=exact_times(self.path), warnings=self.warnings)
+                                            negative_times=exact_times(self.path), warnings=self.warnings,
+                                            rebase=rebase)
                 self._copier.tag_video(self._stream)
         except BaseException as err:
             self.abort()
@@ -333,7 +382,7 @@ class VideoWriter:
         if self._copier is None:
             return
         first = self._first_pts * self.time_base if self._cut_start else None
-        self._copier.mux(until, first=first, stop=stop)
+        self._copier.mux(until, first=first, stop=stop, shift=self._shift * self.time_base)
 
     def write(self, frames: np.ndarray, pts: Sequence[int]) -> None:
         """Encode frames with the given pts (strictly increasing, in ``time_base``).
@@ -358,10 +407,11 @@ class VideoWriter:
                 raise VsrError(f"frame pts must increase: {p} after {self._last_pts}")
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=rgb_format)
             frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self._sws.get("matrix"),
-                                   dst_color_range=self._sws.get("range"))
-            frame.pts, frame.time_base = p, self.time_base
+                                   dst_color_range=self._sws.get("range"), interpolation=SWS_QUALITY)
             if self._first_pts is None:
                 self._first_pts = p
+                self._shift = p if self._rebase else 0
+            frame.pts, frame.time_base = p - self._shift, self.time_base
             try:
                 packets = self._stream.encode(frame)
                 if self._last_pts is not None and self._frame_step is None:
@@ -388,8 +438,9 @@ class VideoWriter:
                 self._copier.close()
             if self._verify:
                 self.summary = summarize(self.temp_path)
-                check_summary(self.summary, self.path, frames=self.frames_written, first_pts=self._first_pts,
-                              last_pts=self._last_pts, time_base=self.time_base, exact=exact_times(self.path))
+                check_summary(self.summary, self.path, frames=self.frames_written,
+                              first_pts=self._first_pts - self._shift, last_pts=self._last_pts - self._shift,
+                              time_base=self.time_base, exact=exact_times(self.path))
             os.replace(self.temp_path, self.path)
         except BaseException as err:
             self.abort()
