@@ -326,3 +326,20 @@ def test_batch_and_tile_chosen_to_fit(tmp_path, monkeypatch):
     result = enhance(source, "-m", "bicubic", "-s", "2", "--device", "cpu", "-b", "4", "-o", out)
     assert "Note: frames of 128x96" in result.stderr and "running whole frames, batch 1" in result.stderr
     assert len(video_times_of(out)) == 4
+
+
+@pytest.mark.parametrize("fmt, codec, name", [("h264", "libx264", "raw.h264"), ("mpeg2video", "mpeg2video", "raw.m2v")])
+def test_elementary_stream_without_timestamps(tmp_path, fmt, codec, name):
+    """Raw streams carry no container clock (H.264 none at all): frames are timed at the nominal rate, written into
+    Matroska (the default output for them), and --end keeps every frame before it."""
+    source = tmp_path / name
+    make_file(source, fmt=fmt, codec=codec, pix_fmt="yuv420p", size=(160, 96), rate=Fraction(25), frames=20,
+              audio=None, options={"bf": "2"})
+    result = enhance(source, "-m", "bicubic", "-s", "2", "--device", "cpu")
+    out = tmp_path / "raw_x2.mkv"
+    assert "20/20 frames" in result.stderr and out.exists()
+    steps = {round(float(b - a), 3) for a, b in zip(video_times_of(out), video_times_of(out)[1:])}
+    assert steps == {0.04}
+    cut = tmp_path / "cut.mkv"
+    enhance(source, "-m", "bicubic", "-s", "2", "--device", "cpu", "--end", "0.3", "-o", cut)
+    assert video_times_of(cut) == [t for t in video_times_of(out) if t < Fraction(3, 10)]
