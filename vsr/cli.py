@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from vsr.cli_train import click_error, eval_cmd, load_cli_model, model_given, prepare_cmd, train_cmd
 from vsr.errors import VsrError
@@ -47,13 +50,13 @@ def cli():
     warnings.showwarning = _warn_one_line
 
 
-def _media_in(folder: Path, scale: int) -> list[Path]:
+def _media_in(folder: Path, tag: str) -> list[Path]:
     from vsr import video
 
     exts = video.VIDEO_EXTS | video.IMAGE_EXTS
     # Our own outputs (stem_x4.ext) are skipped, so running twice on a folder does not upscale results again.
     return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts and not p.stem.endswith(f"_x{scale}")
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts and not p.stem.endswith(f"_x{tag}")
     )
 
 
@@ -104,9 +107,9 @@ def _raise_interrupt(signum, frame):
 @cli.command(cls=_OneLineErrors)
 @click.argument("input", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (or folder for a folder input).  [default: <stem>_x<scale><ext> beside the input]")
-@click.option("-s", "--scale", type=click.Choice(SCALES), default="4", show_default=True, help="Upscaling factor.")
+@click.option("-s", "--scale", type=click.Choice(SCALES), default="4", show_default=True, help="Upscaling factor (with --weights: the file's, and -s only checks it).")
 @click.option("-m", "--model", default="srresnet", show_default=True, help="Model: shipped weights name (vsr models) or bicubic; with --weights, the arch to check the file against.")
-@click.option("--weights", type=click.Path(path_type=Path), help="Weights file to load instead of the shipped ones (-m names its arch for BasicSR files).")
+@click.option("--weights", type=click.Path(path_type=Path), help="Weights to load instead of the shipped ones: a vsr file, a training run folder or its ckpt.pt, or another project's .pth/.pt/.ckpt/.safetensors (Real-ESRGAN, ESRGAN, SwinIR, HAT, ...: vsr models --inspect FILE).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True, help="Number format: auto = fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32.")
 @click.option("--fp32", is_flag=True, help="Shorthand for --precision fp32.")
@@ -124,8 +127,13 @@ def _raise_interrupt(signum, frame):
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--resume", is_flag=True, help="Encode in segments kept in .<output name>.vsr-resume/ beside the output; rerunning the same command after a crash, kill or Ctrl-C continues where it stopped.")
 @click.option("--segment-frames", type=click.IntRange(1), default=None, help="Frames per --resume segment.  [default: about 10 s of video, or 300]")
+@click.option("--outscale", type=click.FloatRange(min=1), default=None, help="Output size factor (e.g. 3 or 3.5 with a x4 model): the model's output resampled (antialiased bicubic) on the device.  [default: the model's scale]")
+@click.option("--width", "out_width", type=click.IntRange(1), default=None, help="Output width in pixels; alone, the height keeps the aspect ratio.  [default: input width x scale]")
+@click.option("--height", "out_height", type=click.IntRange(1), default=None, help="Output height in pixels; alone, the width keeps the aspect ratio.  [default: input height x scale]")
+@click.option("-e", "--encoder-opt", "encoder_opts", multiple=True, metavar="KEY=VALUE", help="Encoder option passed to FFmpeg as is (repeatable), e.g. -e crf=17 -e tune=film, -e x265-params=aq-mode=3, -e svtav1-params=film-grain=8; checked before any work.")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality of image outputs (100 on WebP: lossless).")
 @click.pass_context
-def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, batch_size, tile, tile_pad, codec, crf, preset, pix_fmt, start, end, no_audio, no_subtitles, overwrite, resume, segment_frames):
+def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, batch_size, tile, tile_pad, codec, crf, preset, pix_fmt, start, end, no_audio, no_subtitles, overwrite, resume, segment_frames, outscale, out_width, out_height, encoder_opts, quality):
     """Upscale a video (or an image, or every video/image in a folder) with a super-resolution model.
 
     Every frame is kept with its timestamp (checked at the end: frames in = frames out, last pts equal), and audio,
@@ -135,24 +143,35 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
 
     from vsr import pipeline
 
-    scale = int(scale)
+    from vsr import video
+
     if start is not None and end is not None and end <= start:
         raise VsrError(f"--end ({end:g} s) must be after --start ({start:g} s)")
+    if outscale is not None and (out_width is not None or out_height is not None):
+        raise VsrError("give --outscale or --width/--height, not both")
     if not input.exists():
         raise VsrError(f"no such file or folder: {input}")
+    options = parse_encoder_opts(encoder_opts)
+    video.check_encoder_options(codec, options, crf, preset, pix_fmt)
     cfg = pipeline.EnhanceConfig(
         batch_size=batch_size, tile=tile, tile_pad=tile_pad, device=device, precision="fp32" if fp32 else precision,
         codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, overwrite=overwrite, start=start, end=end,
         copy_audio=not no_audio, copy_subtitles=not no_subtitles, resume=resume, segment_frames=segment_frames,
+        outscale=outscale, width=out_width, height=out_height, encoder_options=options, quality=quality,
     )
-    net = load_cli_model(model, str(weights) if weights else None, scale, model_given(ctx))
+    # A weights file knows its scale: -s only checks it when typed.
+    scale_given = ctx.get_parameter_source("scale") != ParameterSource.DEFAULT
+    net = load_cli_model(model, str(weights) if weights else None, int(scale) if scale_given or not weights else None,
+                         model_given(ctx))
+    scale = int(net.scale)
+    tag = f"{outscale:g}" if outscale else str(scale)
     # `kill` (SIGTERM) stops as cleanly as Ctrl-C: temp files removed, resume state kept.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
     try:
         if not input.is_dir():
             _enhance_one(input, output, net, cfg)
             return
-        files = _media_in(input, scale)
+        files = _media_in(input, tag)
         if not files:
             raise VsrError(f"no videos or images in folder {input}")
         if output is not None:
@@ -161,13 +180,24 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
             except OSError as err:
                 raise VsrError(f"cannot create output folder {output}: {err.strerror or err}") from None
         for path in files:
-            _enhance_one(path, output / f"{path.stem}_x{scale}{path.suffix}" if output else None, net, cfg)
+            _enhance_one(path, output / f"{path.stem}_x{tag}{path.suffix}" if output else None, net, cfg)
     except KeyboardInterrupt as exc:
         click.echo(f"Error: interrupted; {getattr(exc, 'detail', 'no output was written')}", err=True)
         ctx.exit(130)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def parse_encoder_opts(pairs: tuple[str, ...]) -> dict[str, str]:
+    """-e KEY=VALUE pairs -> {KEY: VALUE} (the value may itself hold '=', as x265-params=aq-mode=3 does)."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value:
+            raise VsrError(f"-e/--encoder-opt takes KEY=VALUE (e.g. -e crf=17), got {pair!r}")
+        options[key.strip()] = value
+    return options
 
 
 def _in_main_thread() -> bool:
@@ -189,9 +219,10 @@ def _enhance_one(path: Path, output: Path | None, net, cfg) -> None:
 
     def on_start(info, precision, device):
         nonlocal bar
+        out_w, out_h = pipeline.output_size(info.width, info.height, net.scale, cfg.outscale, cfg.width, cfg.height)
         click.echo(
             f"{path.name}: {info.width}x{info.height} {info.codec}, {info.frames or '?'} frames"
-            f" -> {info.width * net.scale}x{info.height * net.scale}; {getattr(net, 'arch', 'model')} x{net.scale}"
+            f" -> {out_w}x{out_h}; {getattr(net, 'arch', 'model')} x{net.scale}"
             f" on {device}, {precision.name} ({precision.reason})",
             err=True,
         )
@@ -220,10 +251,17 @@ def _enhance_one(path: Path, output: Path | None, net, cfg) -> None:
 
 
 @cli.command("models")
-def list_models_cmd():
-    """List the model architectures, their scales, and which have shipped weights."""
+@click.option("--inspect", "inspect_path", type=click.Path(path_type=Path), default=None, help="Say what a weights file is (ours, a training run, or another project's: architecture, scale, size) and stop.")
+@click.option("--json", "as_json", is_flag=True, help="With --inspect: print one JSON object.")
+def list_models_cmd(inspect_path, as_json):
+    """List the model architectures, their scales, which have shipped weights, and the foreign architectures
+    --weights loads (through spandrel)."""
     from vsr import models
 
+    if inspect_path is not None:
+        facts = models.inspect_weights(inspect_path)
+        click.echo(json.dumps(facts, default=str) if as_json else format_inspect(facts))
+        return
     click.echo(f"{'model':<16}{'scales':<12}shipped weights")
     for name in models.list_models():
         shipped = [f"x{s}" for s in (2, 3, 4, 8) if models.find_weights(name, s)]
@@ -232,6 +270,36 @@ def list_models_cmd():
         name, _, scale = path.stem.rpartition("_x")
         if name not in models.list_models():
             click.echo(f"{name:<16}{scale:<12}x{scale} ({path.name})")
+    try:
+        foreign = models.foreign_architectures()
+    except VsrError as exc:
+        click.echo(f"\nforeign weights: unavailable ({exc})")
+        return
+    click.echo(f"\n--weights also loads other projects' files (.pth .pt .ckpt .safetensors) of {len(foreign)} "
+               f"architectures, recognised by spandrel:")
+    click.echo(textwrap.fill(", ".join(foreign), width=100, initial_indent="  ", subsequent_indent="  "))
+
+
+def format_inspect(facts: dict) -> str:
+    """`vsr models --inspect` as lines of `key: value`."""
+    lines = [f"{facts['file']}: {facts['arch']} x{facts['scale']} ({facts['format']}), {facts['params'] / 1e6:.2f} M params"]
+    if facts["format"] == "spandrel":
+        req = facts["size_requirements"]
+        lines.append(f"  purpose: {facts['purpose']}; tags: {' '.join(facts['tags']) or '-'}; channels "
+                     f"{facts['input_channels']} -> {facts['output_channels']}")
+        lines.append(f"  runs in fp16: {'yes' if facts['fp16'] else 'no'}; bf16: {'yes' if facts['bf16'] else 'no'}; "
+                     f"input: at least {req['minimum']} px, multiple of {req['multiple_of']}"
+                     f"{', square' if req['square'] else ''} (padded automatically)")
+    else:
+        lines.append(f"  args: {json.dumps(facts['args'])}")
+        meta = facts["meta"]
+        known = [f"{key} {meta[key]:.2f}" if isinstance(meta.get(key), float) else f"{key} {meta[key]}"
+                 for key in ("source", "phase", "trained_steps", "degrade", "val_psnr_y", "init_from", "date")
+                 if meta.get(key) is not None]
+        if known:
+            lines.append(f"  {'; '.join(known)}")
+    lines.append(f"  use: vsr enhance INPUT --weights {facts['file']}")
+    return "\n".join(lines)
 
 
 @cli.command()

@@ -243,7 +243,7 @@ _D = train.TrainConfig()  # flag defaults are the dataclass's: one source of tru
 )
 @click.option(
     "--export", type=click.Path(dir_okay=False), default=None,
-    help="At the end, write EMA weights here; name them weights/NAME_x<scale>.pt for -m NAME to find them.",
+    help="At the end, write EMA weights here; name them vsr/weights/NAME_x<scale>.pt for -m NAME to find them.",
 )
 @click.option(
     "--export-from", type=click.Path(exists=True, dir_okay=False), default=None,

@@ -23,6 +23,7 @@ from torch import nn
 
 from vsr import video
 from vsr.errors import VsrError
+from vsr.pipeline.resize import output_size
 from vsr.pipeline.resume import ResumeState, SegmentSink, input_identity, model_identity, state_dir
 from vsr.pipeline.stages import DONE, HostBuffers, get, put, start_thread
 from vsr.pipeline.upscaler import Upscaler, check_memory
@@ -51,6 +52,11 @@ class EnhanceConfig:
     copy_subtitles: bool = True
     resume: bool = False  # write segments into a state folder beside the output, reusing finished ones
     segment_frames: int | None = None  # frames per segment with resume; None: about 10 s (300 if the rate is unknown)
+    outscale: float | None = None  # output factor >= 1 instead of the model's (resampled after it, on the device)
+    width: int | None = None  # output width; alone, the height keeps the aspect ratio
+    height: int | None = None  # output height; alone, the width keeps the aspect ratio
+    encoder_options: dict[str, str] = field(default_factory=dict)  # passed to the encoder (-e KEY=VALUE)
+    quality: int = 95  # JPEG / WebP quality of image outputs (100: lossless WebP)
     memory_limit: int | None = None  # bytes for the pre-flight check; None: measure (or $VSR_MEMORY_LIMIT)
     queue_batches: int = 4  # batches in flight between each pair of stages; bounds memory
 
@@ -130,9 +136,10 @@ class _TargetSink:
 
 
 
-def default_output_path(input_path: str | os.PathLike, scale: int) -> Path:
+def default_output_path(input_path: str | os.PathLike, scale: float) -> Path:
+    """``<stem>_x<scale><ext>`` beside the input (``_x3.5`` for an --outscale of 3.5)."""
     path = Path(input_path)
-    return path.with_name(f"{path.stem}_x{scale}{path.suffix}")
+    return path.with_name(f"{path.stem}_x{scale:g}{path.suffix}")
 
 
 def _check_config(cfg: EnhanceConfig) -> None:
@@ -178,7 +185,7 @@ def enhance_video(
     input_path = Path(input_path)
     info = video.probe(input_path)
     scale = int(model.scale)
-    output_path = Path(output_path) if output_path else default_output_path(input_path, scale)
+    output_path = Path(output_path) if output_path else default_output_path(input_path, cfg.outscale or scale)
     device = resolve_device(cfg.device)
     pix_fmt_notes: list[str] = []
     pix_fmt = video.output_pix_fmt(info, cfg.codec, cfg.pix_fmt, pix_fmt_notes)
@@ -187,7 +194,9 @@ def enhance_video(
     precision = choose_precision(cfg.precision, device, getattr(model, "meta", None))
     if depth == 16 and precision.name == "bf16" and cfg.precision == "auto":
         precision = Precision("fp32", "fp32: bf16's 8-bit mantissa would round 10-bit video to 8 bits")
-    upscaler = Upscaler(model, device, precision, cfg.tile, cfg.tile_pad)
+    out_w, out_h = output_size(info.width, info.height, scale, cfg.outscale, cfg.width, cfg.height)
+    resized = (out_w, out_h) != (info.width * scale, info.height * scale)
+    upscaler = Upscaler(model, device, precision, cfg.tile, cfg.tile_pad, (out_w, out_h) if resized else None)
     precision = upscaler.precision
     queued = max(1, cfg.queue_batches)
     check_memory(
@@ -195,9 +204,9 @@ def enhance_video(
         tile_pad=cfg.tile_pad, device=device, value_bytes=upscaler.dtype.itemsize, sample_bytes=depth // 8,
         queued_batches=2 * queued + 2, limit=cfg.memory_limit,
     )
-    out_w, out_h = info.width * scale, info.height * scale
     frame_args = dict(width=out_w, height=out_h, time_base=info.time_base, fps=info.fps, codec=cfg.codec,
-                      crf=cfg.crf, preset=cfg.preset, pix_fmt=pix_fmt, **info.color_tags)
+                      crf=cfg.crf, preset=cfg.preset, pix_fmt=pix_fmt, options=dict(cfg.encoder_options) or None,
+                      **info.color_tags)
     if cfg.resume:
         sink = _segment_sink(input_path, output_path, model, cfg, info, upscaler, pix_fmt, depth, frame_args)
     else:
@@ -352,7 +361,7 @@ def _segment_sink(input_path: Path, target: Path, model: nn.Module, cfg: Enhance
         "width": frame_args["width"], "height": frame_args["height"], "time_base": str(info.time_base),
         "codec": cfg.codec, "crf": cfg.crf, "preset": cfg.preset, "pix_fmt": pix_fmt, "depth": depth,
         "precision": upscaler.precision.name, "tile": cfg.tile, "tile_pad": cfg.tile_pad, "start": cfg.start,
-        "end": cfg.end,
+        "end": cfg.end, "encoder_options": dict(sorted(cfg.encoder_options.items())),
     }
     identity = {"input": input_identity(input_path), "model": model_identity(model), "settings": settings}
     state = ResumeState(target, identity, video.segment_suffix(target))

@@ -185,7 +185,7 @@ def load_matching(model: torch.nn.Module, state: dict) -> tuple[int, int]:
 def export_weights(ckpt_path: str | Path, out_path: str | Path) -> Path:
     """Writes a checkpoint's EMA weights (the raw G's without EMA) as a `models.save_weights` file.
 
-    `vsr enhance --weights OUT` loads it, and so does `-m NAME` when OUT is weights/NAME_x<scale>.pt.
+    `vsr enhance --weights OUT` loads it, and so does `-m NAME` when OUT is vsr/weights/NAME_x<scale>.pt.
 
     Returns:
         The path written.
