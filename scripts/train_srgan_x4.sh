@@ -12,7 +12,7 @@ else
 fi
 exec "$(dirname "$0")/train_run.sh" "${RUN:-runs/srgan_x4}" \
     --phase gan --arch srresnet -s 4 --degrade bicubic --init-from vsr/weights/srresnet_x4.pt "${perceptual[@]}" \
-    --data ../shared/data/train/T91 --data data/photos \
+    --data ../shared/data/train/T91 --data data/photos --val ../shared/data/benchmarks/Set5 \
     --batch-size 16 --hr-crop 96 --lr 1e-4 --adv-weight 1e-3 \
     --steps "${STEPS:-1000}" --val-every 500 --ckpt-every 250 --log-every 25 --workers 1 --seed 0 \
     --export vsr/weights/srgan_x4.pt "$@"

@@ -9,4 +9,4 @@ exec "$(dirname "$0")/train_run.sh" "${RUN:-runs/srresnet_real_x4}" \
     --data ../shared/data/train/T91 --data data/photos --data data/frames \
     --batch-size 16 --hr-crop 96 --lr 1e-4 --lr-decay-at 0.7 --lr-decay 0.25 \
     --steps "${STEPS:-1500}" --val-every 500 --ckpt-every 250 --log-every 25 --workers 1 --seed 0 \
-    --val-dir data/frames/holdout --export vsr/weights/srresnet_real_x4.pt "$@"
+    --val data/frames/holdout --export vsr/weights/srresnet_real_x4.pt "$@"

@@ -6,7 +6,7 @@
 # the x4 recipe.
 exec "$(dirname "$0")/train_run.sh" "${RUN:-runs/srresnet_x2}" \
     --phase mse --arch srresnet -s 2 --degrade bicubic --init-from vsr/weights/srresnet_x4.pt \
-    --data ../shared/data/train/T91 --data data/photos \
+    --data ../shared/data/train/T91 --data data/photos --val ../shared/data/benchmarks/Set5 \
     --batch-size 16 --hr-crop 48 --lr 2e-4 --lr-decay-at 0.8 --lr-decay 0.25 \
     --steps "${STEPS:-2500}" --val-every 250 --ckpt-every 250 --log-every 25 --workers 1 --seed 0 \
     --export vsr/weights/srresnet_x2.pt "$@"

@@ -8,7 +8,7 @@
 # second schedule alone (not tried: untested whether it lands exactly on the shipped 31.34 dB at step 14000).
 exec "$(dirname "$0")/train_run.sh" "${RUN:-runs/srresnet_x4}" \
     --phase mse --arch srresnet -s 4 --degrade bicubic \
-    --data ../shared/data/train/T91 --data data/photos \
+    --data ../shared/data/train/T91 --data data/photos --val ../shared/data/benchmarks/Set5 \
     --batch-size 16 --hr-crop 96 --lr 2e-4 --lr-decay-at 0.8 --lr-decay 0.25 \
     --steps "${STEPS:-14000}" --val-every 500 --ckpt-every 250 --log-every 25 --workers 1 --seed 0 \
     --export vsr/weights/srresnet_x4.pt "$@"
