@@ -273,7 +273,7 @@ def load_model(
         device: "cpu", "cuda", "cuda:N", a torch.device, or "auto" (CUDA if available).
         half: convert to float16 (for CUDA inference).
         arch: architecture name; needed for BasicSR-style files, checked against vsr files.
-        fold_bn: fold BatchNorm into the preceding convs (same output, fewer ops).
+        fold_bn: fold BatchNorm into the preceding convs (same output, fewer ops); vsr's own architectures only.
 
     Returns:
         The model in eval mode on ``device``, with ``.scale``, ``.arch`` (str), ``.args`` (dict) and ``.meta``
@@ -317,7 +317,9 @@ def load_model(
             _load_state(model, state_dict, path, file_arch, args)
             model.arch, model.args, model.meta = file_arch, args, meta
     model.eval()
-    if fold_bn:
+    # Folding relies on convs registered right before the BN they feed, true of vsr's models; another project's
+    # architecture may register them in any order, so it runs as it was written.
+    if fold_bn and not isinstance(model, foreign.ForeignModel):
         fold_batchnorm(model)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
