@@ -320,12 +320,17 @@ def bench(model, weights, scale, size, frames, device, precision, fp32, batch_si
 
     from vsr import bench as bench_mod
 
+    from vsr import models
+
     try:
         width, height = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise VsrError(f"--size must look like 160x120, got {size!r}") from None
+    ctx = click.get_current_context()
+    if weights and ctx.get_parameter_source("scale") == ParameterSource.DEFAULT:
+        scale = models.inspect_weights(weights)["scale"] or scale  # a weights file knows its scale
     result = bench_mod.run_bench(
-        model=model if model_given(click.get_current_context()) or not weights else None, weights=weights,
+        model=model if model_given(ctx) or not weights else None, weights=weights,
         scale=int(scale), width=width, height=height, frames=frames, device=device,
         precision="fp32" if fp32 else precision, batch_size=batch_size, codec=codec,
     )
