@@ -129,3 +129,16 @@ def test_every_mode_reads_as_rgb(tmp_path, mode):
     picture = data.read_image(src)
     assert picture.rgb.shape == (4, 6, 3) and picture.rgb.dtype == np.uint8
     assert (picture.alpha is not None) == (mode == "LA")
+
+
+def test_16_bit_images_keep_their_levels_through_a_network(tmp_path):
+    """`auto` would pick bf16 on an AMX/AVX512-BF16 CPU; its 8-bit mantissa would leave ~128 levels between 0.5
+    and 1, so a 16-bit image runs in fp32 and keeps thousands."""
+    y, x = np.mgrid[0:32, 0:32]
+    rgb = np.stack([33000 + x * 900 + y * 30, 34000 + y * 900 + x * 20, 40000 + (x + y) * 300], axis=-1)
+    src = tmp_path / "deep.png"
+    write_png16(src, rgb.astype(np.uint16))
+    out = tmp_path / "deep_x4.png"
+    ok(run("enhance", src, "-m", "espcn", "-s", "4", "-o", out, "--device", "cpu"))
+    result = data.read_image(out).rgb
+    assert result.dtype == np.uint16 and len(np.unique(result[..., 0])) > 1000

@@ -11,6 +11,7 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -19,7 +20,7 @@ from vsr.errors import VsrError
 from vsr.pipeline.enhance import EnhanceConfig, default_output_path
 from vsr.pipeline.resize import output_size, resize_frames
 from vsr.pipeline.upscaler import PEAK, Upscaler, check_memory
-from vsr.precision import choose_precision, resolve_device
+from vsr.precision import Precision, choose_precision, resolve_device
 
 
 def upscale_image(
@@ -59,6 +60,8 @@ def upscale_image(
     resized = (out_w, out_h) != (width * scale, height * scale)
     device = resolve_device(cfg.device)
     precision = choose_precision(cfg.precision, device, getattr(model, "meta", None))
+    if picture.rgb.dtype != np.uint8 and precision.name == "bf16" and cfg.precision == "auto":
+        precision = Precision("fp32", "fp32: bf16's 8-bit mantissa would round a 16-bit image to 8 bits")
     upscaler = Upscaler(model, device, precision, cfg.tile, cfg.tile_pad, (out_w, out_h) if resized else None)
     check_memory(upscaler.model, height=height, width=width, batch=1, tile=cfg.tile, tile_pad=cfg.tile_pad,
                  device=device, value_bytes=upscaler.dtype.itemsize, sample_bytes=picture.rgb.itemsize,
