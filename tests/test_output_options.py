@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import av
 import numpy as np
 import pytest
@@ -114,6 +117,18 @@ def test_bad_encoder_options_fail_before_any_work(clip_mp4, tmp_path):
     one_error_line(run("enhance", clip_mp4, "-m", "bicubic", "-e", "preset=warp9", "-o", out), "preset=warp9")
     one_error_line(run("enhance", clip_mp4, "-m", "bicubic", "-e", "crf", "-o", out), "KEY=VALUE")
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_x265_params_keep_x265_quiet(clip_mp4, tmp_path):
+    out = tmp_path / "hevc.mp4"
+    # A real process: x265 writes to file descriptor 2 itself, which CliRunner does not see.
+    proc = subprocess.run([sys.executable, "-m", "vsr", "enhance", str(clip_mp4), "-m", "bicubic", "-s", "2", "-c",
+                           "libx265", "-e", "x265-params=aq-mode=3", "-o", str(out), "--device", "cpu"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_file() and "x265 [info]" not in proc.stderr
+    assert video.user_encoder_options("libx265", {"x265-params": "aq-mode=3"}) == {
+        "x265-params": "log-level=error:aq-mode=3"}
 
 
 def test_check_encoder_options_names_the_unknown_key():

@@ -151,7 +151,7 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
         raise VsrError("give --outscale or --width/--height, not both")
     if not input.exists():
         raise VsrError(f"no such file or folder: {input}")
-    options = parse_encoder_opts(encoder_opts)
+    options = video.user_encoder_options(codec, parse_encoder_opts(encoder_opts))
     video.check_encoder_options(codec, options, crf, preset, pix_fmt)
     cfg = pipeline.EnhanceConfig(
         batch_size=batch_size, tile=tile, tile_pad=tile_pad, device=device, precision="fp32" if fp32 else precision,

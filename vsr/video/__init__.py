@@ -9,7 +9,7 @@ Modules: :mod:`~vsr.video.probe` (VideoInfo), :mod:`~vsr.video.reader` (read_fra
 """
 
 from vsr.video.codecs import CODECS, available_codecs, default_pix_fmt, encode_decode, output_pix_fmt
-from vsr.video.codecs import check_encoder_options
+from vsr.video.codecs import check_encoder_options, user_encoder_options
 from vsr.video.colour import pix_fmt_bits
 from vsr.video.join import JoinResult, join_segments, segment_suffix
 from vsr.video.probe import IMAGE_EXTS, VIDEO_EXTS, StreamInfo, VideoInfo, probe
@@ -20,5 +20,5 @@ __all__ = [
     "CODECS", "IMAGE_EXTS", "VIDEO_EXTS", "FrameBatch", "JoinResult", "StreamInfo", "VideoInfo", "VideoSummary",
     "VideoWriter", "available_codecs", "check_output_path", "default_pix_fmt", "encode_decode", "join_segments",
     "output_pix_fmt", "pix_fmt_bits", "probe", "read_frames", "segment_suffix", "summarize",
-    "check_encoder_options",
+    "check_encoder_options", "user_encoder_options",
 ]

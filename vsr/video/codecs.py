@@ -161,6 +161,16 @@ def encode_decode(frames: np.ndarray, codec: str = "libx264", crf: int = 28, pre
 
 
 
+def user_encoder_options(codec: str, options: dict[str, str]) -> dict[str, str]:
+    """``-e KEY=VALUE`` options as they go to the encoder: a user's ``x265-params`` keeps x265 quiet (log-level=error,
+    as vsr's own default is) unless it sets a log level itself."""
+    options = dict(options)
+    params = options.get("x265-params")
+    if codec == "libx265" and params is not None and "log-level" not in params:
+        options["x265-params"] = f"log-level=error:{params}"
+    return options
+
+
 def check_encoder_options(codec: str, options: dict[str, str], crf: int | None = None,
                           preset: str | None = None, pix_fmt: str | None = None) -> None:
     """Open ``codec`` once on a small frame with ``options`` (over vsr's own crf/preset), before any real work.
