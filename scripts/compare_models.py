@@ -1,6 +1,6 @@
 """Side-by-side crops of the shipped models: LR (nearest) | bicubic | each model | HR, one row per test image.
 
-    .venv/bin/python scripts/compare_models.py -o weights/comparison.png
+    .venv/bin/python scripts/compare_models.py -o vsr/weights/comparison.png
     .venv/bin/python scripts/compare_models.py --models srresnet_x4 srgan_x4 --images ../shared/data/benchmarks/Set14/baboon.png
 
 LR is made with the paper's bicubic downscale (or --degrade realistic); each column is labelled with the model and
@@ -37,12 +37,12 @@ def main() -> None:
     parser.add_argument("--zoom", type=int, default=2, help="nearest-neighbour enlargement of every tile")
     parser.add_argument("--degrade", default="bicubic", choices=["bicubic", "realistic"])
     parser.add_argument("--texture-set", default=f"{BENCH}/Set14", help="folder for the texture table ('' to skip)")
-    parser.add_argument("-o", "--output", default="weights/comparison.png")
+    parser.add_argument("-o", "--output", default="vsr/weights/comparison.png")
     args = parser.parse_args()
 
     nets = {}
     for name in args.models:
-        path = REPO / "weights" / f"{name}.pt"
+        path = REPO / "vsr" / "weights" / f"{name}.pt"
         if path.exists():
             nets[name] = Upscaler(models.load_model(path, scale=None), torch.device("cpu"), Precision("fp32", "pictures"))
     scale = 4

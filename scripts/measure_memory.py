@@ -6,7 +6,7 @@ of that child (``os.wait4``), so nothing of one run leaks into another's figure.
 long clip's row would grow with its length; with bounded queues it stays at the short clip's figure.
 
     python scripts/measure_memory.py                          # 500 and 5000 frames, bicubic x2, 32x24
-    python scripts/measure_memory.py --frames 500 5000 20000 --model espcn --weights weights/espcn_x2.pt
+    python scripts/measure_memory.py --frames 500 5000 20000 --model espcn --weights vsr/weights/espcn_x2.pt
     python scripts/measure_memory.py --resume                 # the same through --resume segments
 """
 

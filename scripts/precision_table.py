@@ -1,7 +1,7 @@
 """What a reduced precision costs a model: Set5/Set14 PSNR/SSIM (Y, border = scale) in fp32 vs bf16 (vs fp16 on CUDA).
 
-    .venv/bin/python scripts/precision_table.py weights/srresnet_x4.pt weights/espcn_x4.pt
-    .venv/bin/python scripts/precision_table.py weights/*.pt --write-meta     # record the verdict in each file
+    .venv/bin/python scripts/precision_table.py vsr/weights/srresnet_x4.pt vsr/weights/espcn_x4.pt
+    .venv/bin/python scripts/precision_table.py vsr/weights/*.pt --write-meta     # record the verdict in each file
 
 `--write-meta` stores `reduced_precision_max_delta_db` (the largest |PSNR - fp32 PSNR| over the sets, per precision)
 in the weights' meta; `--precision auto` keeps fp32 for a model whose figure exceeds 0.02 dB (see vsr/precision.py).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Recipe of weights/srresnet_x4.pt (the default model of `vsr enhance`): SRResNet (Ledig et al. 2017, 16 blocks,
+# Recipe of vsr/weights/srresnet_x4.pt (the default model of `vsr enhance`): SRResNet (Ledig et al. 2017, 16 blocks,
 # 64 features) on pixel MSE with the paper's bicubic degradation. Data: T91 + the wallpaper photographs of
 # scripts/fetch_training_data.sh. Set5 is only the validation yardstick, never trained on.
 # Run it again after an interruption and it continues from runs/srresnet_x4/ckpt.pt. STEPS=... to change the length.
@@ -8,7 +8,7 @@
 # second schedule alone (not tried: untested whether it lands exactly on the shipped 31.34 dB at step 14000).
 exec "$(dirname "$0")/train_run.sh" "${RUN:-runs/srresnet_x4}" \
     --phase mse --arch srresnet -s 4 --degrade bicubic \
-    --data ../shared/data/train/T91 --data data/photos \
+    --data ../shared/data/train/T91 --data data/photos --val ../shared/data/benchmarks/Set5 \
     --batch-size 16 --hr-crop 96 --lr 2e-4 --lr-decay-at 0.8 --lr-decay 0.25 \
     --steps "${STEPS:-14000}" --val-every 500 --ckpt-every 250 --log-every 25 --workers 1 --seed 0 \
-    --export weights/srresnet_x4.pt "$@"
+    --export vsr/weights/srresnet_x4.pt "$@"

@@ -226,6 +226,19 @@ def test_anamorphic_progressive_mp4_keeps_its_display_aspect(tmp_path):
     assert_kept(source, out, len(truth))
 
 
+@pytest.mark.parametrize("sar, size, expected", [(Fraction(4, 3), (240, 180), (640, 360)),
+                                                  (Fraction(8, 9), (180, 120), (360, 270))])
+def test_square_pixels_resamples_to_the_same_display_aspect(tmp_path, sar, size, expected):
+    source = tmp_path / "anamorphic.mkv"
+    make_file(source, fmt=None, codec="libx264", pix_fmt="yuv420p", size=size, rate=Fraction(25), frames=3,
+              audio=None, sar=sar)
+    out = tmp_path / "square.mkv"
+    enhance(source, "-m", "bicubic", "-s", "2", "--device", "cpu", "--square-pixels", "-o", out)
+    info = video.probe(out)
+    assert (info.width, info.height) == expected and info.sample_aspect_ratio is None
+    assert info.display_aspect == video.probe(source).display_aspect
+
+
 def test_mpeg_ts_with_aac(tmp_path):
     source = tmp_path / "broadcast.ts"
     truth = make_file(source, fmt="mpegts", codec="libx264", pix_fmt="yuv420p", size=(160, 90), rate=Fraction(25),

@@ -245,14 +245,17 @@ def test_lr_schedule_and_phase_defaults():
         train.resolve_config(TrainConfig())
 
 
-def test_validation_falls_back_to_a_holdout_split(folders, tmp_path, monkeypatch):
-    monkeypatch.setattr(train.config, "DEFAULT_VAL_DIR", tmp_path / "no_set5")  # read where _split_validation lives
+def test_validation_is_the_data_s_own_holdout_or_none(folders, tmp_path):
+    """No benchmark is used unless asked (--val): an installed vsr has no ../shared beside it."""
     sources, val = train._split_validation(TrainConfig(data=[str(folders["train"])]))
-    assert len(val) == 1 and len(sources) == 3 and str(val[0]) not in sources
+    assert val is None and sources == [str(folders["train"])]
     prepared = tmp_path / "prepared"
     _write_images(prepared / "train", 2)
     _write_images(prepared / "holdout", 1)
     assert train._split_validation(TrainConfig(data=[str(prepared)]))[1] == prepared / "holdout"
+    # `vsr prepare clips frames` then `vsr train --data frames/train`: the holdout beside it is found.
+    assert train._split_validation(TrainConfig(data=[str(prepared / "train")]))[1] == prepared / "holdout"
+    assert train._split_validation(TrainConfig(data=[str(prepared)], val_dir=str(folders["val"])))[1] == folders["val"]
 
 
 def test_cli_config_file_with_flags_overriding_it(folders, tmp_path):
@@ -308,6 +311,9 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_with_one_line(folders, tmp_path):
     assert len(lines) == 1 and "checkpoint saved" in lines[0] and "Traceback" not in err
     step = torch.load(run / "ckpt.pt", weights_only=True)["step"]
     assert step >= 1 and read_log(run)[-1]["step"] == step
+    # The weights learnt so far are exported, ready for `vsr enhance --weights`.
+    assert models.load_model(run / "model.pt", scale=None).meta["trained_steps"] == step
+    assert f"--weights {run / 'model.pt'}" in err
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from vsr import evaluate, models
 
 REPO = Path(__file__).resolve().parent.parent
 SET5 = REPO.parent / "shared" / "data" / "benchmarks" / "Set5"
-SHIPPED = sorted((REPO / "weights").glob("*.pt"))
+SHIPPED = sorted((REPO / "vsr" / "weights").glob("*.pt"))
 
 # name -> Set5 PSNR it must reach (dB). srgan trades PSNR for texture, so its bar is "clearly above nothing":
 # within 1.5 dB of bicubic (the paper's SRGAN is 1 dB above bicubic on Set5).
@@ -32,7 +32,7 @@ BELOW_BAR: dict[str, str] = {}
 
 
 def test_weights_were_shipped():
-    assert SHIPPED, "weights/ has no .pt files: a fresh clone would have no model"
+    assert SHIPPED, "vsr/weights/ has no .pt files: a fresh clone would have no model"
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from vsr.cli_train import click_error, eval_cmd, load_cli_model, model_given, prepare_cmd, train_cmd
 from vsr.errors import VsrError
@@ -49,13 +52,13 @@ def cli():
     warnings.showwarning = _warn_one_line
 
 
-def _media_in(folder: Path, scale: int) -> list[Path]:
+def _media_in(folder: Path, tag: str) -> list[Path]:
     from vsr import video
 
     exts = video.VIDEO_EXTS | video.IMAGE_EXTS
     # Our own outputs (stem_x4.ext) are skipped, so running twice on a folder does not upscale results again.
     return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts and not p.stem.endswith(f"_x{scale}")
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts and not p.stem.endswith(f"_x{tag}")
     )
 
 
@@ -106,9 +109,9 @@ def _raise_interrupt(signum, frame):
 @cli.command(cls=_OneLineErrors)
 @click.argument("input", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (or folder for a folder input).  [default: <stem>_x<scale><ext> beside the input]")
-@click.option("-s", "--scale", type=click.Choice(SCALES), default="4", show_default=True, help="Upscaling factor.")
+@click.option("-s", "--scale", type=click.Choice(SCALES), default="4", show_default=True, help="Upscaling factor (with --weights: the file's, and -s only checks it).")
 @click.option("-m", "--model", default="srresnet", show_default=True, help="Model: shipped weights name (vsr models) or bicubic; with --weights, the arch to check the file against.")
-@click.option("--weights", type=click.Path(path_type=Path), help="Weights file to load instead of the shipped ones (-m names its arch for BasicSR files).")
+@click.option("--weights", type=click.Path(path_type=Path), help="Weights to load instead of the shipped ones: a vsr file, a training run folder or its ckpt.pt, or another project's .pth/.pt/.ckpt/.safetensors (Real-ESRGAN, ESRGAN, SwinIR, HAT, ...: vsr models --inspect FILE).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True, help="Number format: auto = fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32.")
 @click.option("--fp32", is_flag=True, help="Shorthand for --precision fp32.")
@@ -122,14 +125,20 @@ def _raise_interrupt(signum, frame):
 @click.option("--start", type=_Time(), default=None, help="Start time: seconds (12.5) or a timestamp (MM:SS, HH:MM:SS.mmm).  [default: the beginning]")
 @click.option("--end", type=_Time(), default=None, help="End time, same forms as --start; audio and subtitles are cut to match.  [default: the end]")
 @click.option("--keep-timestamps", is_flag=True, help="With --start: keep the source's clock (the excerpt starts at its time in the source) instead of starting every stream at 0.")
+@click.option("--square-pixels", is_flag=True, help="Resample anamorphic input (16:9 DVD, DV) to square pixels at the same display aspect, after the model; default: keep the input's pixel aspect.")
 @click.option("--deinterlace", type=click.Choice(DEINTERLACE_MODES), default="auto", show_default=True, help="auto: deinterlace interlaced sources (DVD, DV, broadcast) with bwdif at their frame rate; frame: always; field: one frame per field (double rate); off: never.")
 @click.option("--no-audio", is_flag=True, help="Drop the audio tracks instead of copying them.")
 @click.option("--no-subtitles", is_flag=True, help="Drop the subtitle tracks instead of copying them.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--resume", is_flag=True, help="Encode in segments kept in .<output name>.vsr-resume/ beside the output; rerunning the same command after a crash, kill or Ctrl-C continues where it stopped.")
 @click.option("--segment-frames", type=click.IntRange(1), default=None, help="Frames per --resume segment.  [default: about 10 s of video, or 300]")
+@click.option("--outscale", type=click.FloatRange(min=1), default=None, help="Output size factor (e.g. 3 or 3.5 with a x4 model): the model's output resampled (antialiased bicubic) on the device.  [default: the model's scale]")
+@click.option("--width", "out_width", type=click.IntRange(1), default=None, help="Output width in pixels; alone, the height keeps the aspect ratio.  [default: input width x scale]")
+@click.option("--height", "out_height", type=click.IntRange(1), default=None, help="Output height in pixels; alone, the width keeps the aspect ratio.  [default: input height x scale]")
+@click.option("-e", "--encoder-opt", "encoder_opts", multiple=True, metavar="KEY=VALUE", help="Encoder option passed to FFmpeg as is (repeatable), e.g. -e crf=17 -e tune=film, -e x265-params=aq-mode=3, -e svtav1-params=film-grain=8; checked before any work.")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality of image outputs (100 on WebP: lossless).")
 @click.pass_context
-def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, batch_size, tile, tile_pad, codec, crf, preset, pix_fmt, start, end, keep_timestamps, deinterlace, no_audio, no_subtitles, overwrite, resume, segment_frames):
+def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, batch_size, tile, tile_pad, codec, crf, preset, pix_fmt, start, end, keep_timestamps, deinterlace, square_pixels, no_audio, no_subtitles, overwrite, resume, segment_frames, outscale, out_width, out_height, encoder_opts, quality):
     """Upscale a video (or an image, or every video/image in a folder) with a super-resolution model.
 
     Every frame is kept with its timestamp (checked at the end: frames in = frames out, last pts equal), and audio,
@@ -139,25 +148,41 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
 
     from vsr import pipeline
 
-    scale = int(scale)
+    from vsr import video
+
     if start is not None and end is not None and end <= start:
         raise VsrError(f"--end ({end:g} s) must be after --start ({start:g} s)")
+    if outscale is not None and (out_width is not None or out_height is not None):
+        raise VsrError("give --outscale or --width/--height, not both")
     if not input.exists():
         raise VsrError(f"no such file or folder: {input}")
+    # Checked against the encoder this run will use (the output container's default where -c is not given; for a
+    # folder, that of the first file's container).
+    target = output if output is not None and not input.is_dir() else pipeline.default_output_path(
+        next(iter(_media_in(input, "")), input) if input.is_dir() else input, 1)
+    encoder = codec or video.default_codec(target)
+    options = video.user_encoder_options(encoder, parse_encoder_opts(encoder_opts))
+    video.check_encoder_options(encoder, options, crf, preset, pix_fmt)
     cfg = pipeline.EnhanceConfig(
         batch_size=batch_size, tile=tile, tile_pad=tile_pad, device=device, precision="fp32" if fp32 else precision,
         codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, overwrite=overwrite, start=start, end=end,
         copy_audio=not no_audio, copy_subtitles=not no_subtitles, resume=resume, segment_frames=segment_frames,
-        deinterlace=deinterlace, keep_timestamps=keep_timestamps,
+        deinterlace=deinterlace, keep_timestamps=keep_timestamps, square_pixels=square_pixels,
+        outscale=outscale, width=out_width, height=out_height, encoder_options=options, quality=quality,
     )
-    net = load_cli_model(model, str(weights) if weights else None, scale, model_given(ctx))
+    # A weights file knows its scale: -s only checks it when typed.
+    scale_given = ctx.get_parameter_source("scale") != ParameterSource.DEFAULT
+    net = load_cli_model(model, str(weights) if weights else None, int(scale) if scale_given or not weights else None,
+                         model_given(ctx))
+    scale = int(net.scale)
+    tag = f"{outscale:g}" if outscale else str(scale)
     # `kill` (SIGTERM) stops as cleanly as Ctrl-C: temp files removed, resume state kept.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
     try:
         if not input.is_dir():
             _enhance_one(input, output, net, cfg)
             return
-        files = _media_in(input, scale)
+        files = _media_in(input, tag)
         if not files:
             raise VsrError(f"no videos or images in folder {input}")
         if output is not None:
@@ -166,13 +191,24 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
             except OSError as err:
                 raise VsrError(f"cannot create output folder {output}: {err.strerror or err}") from None
         for path in files:
-            _enhance_one(path, output / pipeline.default_output_path(path, scale).name if output else None, net, cfg)
+            _enhance_one(path, output / pipeline.default_output_path(path, cfg.outscale or scale).name if output else None, net, cfg)
     except KeyboardInterrupt as exc:
         click.echo(f"Error: interrupted; {getattr(exc, 'detail', 'no output was written')}", err=True)
         ctx.exit(130)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def parse_encoder_opts(pairs: tuple[str, ...]) -> dict[str, str]:
+    """-e KEY=VALUE pairs -> {KEY: VALUE} (the value may itself hold '=', as x265-params=aq-mode=3 does)."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value:
+            raise VsrError(f"-e/--encoder-opt takes KEY=VALUE (e.g. -e crf=17), got {pair!r}")
+        options[key.strip()] = value
+    return options
 
 
 def _in_main_thread() -> bool:
@@ -230,10 +266,17 @@ def _enhance_one(path: Path, output: Path | None, net, cfg) -> None:
 
 
 @cli.command("models")
-def list_models_cmd():
-    """List the model architectures, their scales, and which have shipped weights."""
+@click.option("--inspect", "inspect_path", type=click.Path(path_type=Path), default=None, help="Say what a weights file is (ours, a training run, or another project's: architecture, scale, size) and stop.")
+@click.option("--json", "as_json", is_flag=True, help="With --inspect: print one JSON object.")
+def list_models_cmd(inspect_path, as_json):
+    """List the model architectures, their scales, which have shipped weights, and the foreign architectures
+    --weights loads (through spandrel)."""
     from vsr import models
 
+    if inspect_path is not None:
+        facts = models.inspect_weights(inspect_path)
+        click.echo(json.dumps(facts, default=str) if as_json else format_inspect(facts))
+        return
     click.echo(f"{'model':<16}{'scales':<12}shipped weights")
     for name in models.list_models():
         shipped = [f"x{s}" for s in (2, 3, 4, 8) if models.find_weights(name, s)]
@@ -242,6 +285,36 @@ def list_models_cmd():
         name, _, scale = path.stem.rpartition("_x")
         if name not in models.list_models():
             click.echo(f"{name:<16}{scale:<12}x{scale} ({path.name})")
+    try:
+        foreign = models.foreign_architectures()
+    except VsrError as exc:
+        click.echo(f"\nforeign weights: unavailable ({exc})")
+        return
+    click.echo(f"\n--weights also loads other projects' files (.pth .pt .ckpt .safetensors) of {len(foreign)} "
+               f"architectures, recognised by spandrel:")
+    click.echo(textwrap.fill(", ".join(foreign), width=100, initial_indent="  ", subsequent_indent="  "))
+
+
+def format_inspect(facts: dict) -> str:
+    """`vsr models --inspect` as lines of `key: value`."""
+    lines = [f"{facts['file']}: {facts['arch']} x{facts['scale']} ({facts['format']}), {facts['params'] / 1e6:.2f} M params"]
+    if facts["format"] == "spandrel":
+        req = facts["size_requirements"]
+        lines.append(f"  purpose: {facts['purpose']}; tags: {' '.join(facts['tags']) or '-'}; channels "
+                     f"{facts['input_channels']} -> {facts['output_channels']}")
+        lines.append(f"  runs in fp16: {'yes' if facts['fp16'] else 'no'}; bf16: {'yes' if facts['bf16'] else 'no'}; "
+                     f"input: at least {req['minimum']} px, multiple of {req['multiple_of']}"
+                     f"{', square' if req['square'] else ''} (padded automatically)")
+    else:
+        lines.append(f"  args: {json.dumps(facts['args'])}")
+        meta = facts["meta"]
+        known = [f"{key} {meta[key]:.2f}" if isinstance(meta.get(key), float) else f"{key} {meta[key]}"
+                 for key in ("source", "phase", "trained_steps", "degrade", "val_psnr_y", "init_from", "date")
+                 if meta.get(key) is not None]
+        if known:
+            lines.append(f"  {'; '.join(known)}")
+    lines.append(f"  use: vsr enhance INPUT --weights {facts['file']}")
+    return "\n".join(lines)
 
 
 @cli.command()
@@ -262,12 +335,17 @@ def bench(model, weights, scale, size, frames, device, precision, fp32, batch_si
 
     from vsr import bench as bench_mod
 
+    from vsr import models
+
     try:
         width, height = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise VsrError(f"--size must look like 160x120, got {size!r}") from None
+    ctx = click.get_current_context()
+    if weights and ctx.get_parameter_source("scale") == ParameterSource.DEFAULT:
+        scale = models.inspect_weights(weights)["scale"] or scale  # a weights file knows its scale
     result = bench_mod.run_bench(
-        model=model if model_given(click.get_current_context()) or not weights else None, weights=weights,
+        model=model if model_given(ctx) or not weights else None, weights=weights,
         scale=int(scale), width=width, height=height, frames=frames, device=device,
         precision="fp32" if fp32 else precision, batch_size=batch_size, codec=codec,
     )

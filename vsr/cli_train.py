@@ -47,8 +47,8 @@ def model_given(ctx: click.Context) -> bool:
     return ctx.get_parameter_source("model") != ParameterSource.DEFAULT
 
 
-def load_cli_model(model: str, weights: str | None, scale: int, check_arch: bool = True):
-    """The model that `-m MODEL [--weights FILE] -s SCALE` names.
+def load_cli_model(model: str, weights: str | None, scale: int | None, check_arch: bool = True):
+    """The model that `-m MODEL [--weights FILE] -s SCALE` names (scale None: the weights file's own).
 
     A vsr weights file names its own arch: `-m` only checks it (or names the arch of a BasicSR file) when the user
     gave it (`check_arch`, from `model_given`), so `--weights espcn_x4.pt` alone is not checked against the default
@@ -194,8 +194,9 @@ _D = train.TrainConfig()  # flag defaults are the dataclass's: one source of tru
     help="GAN phase: weight of the adversarial loss.",
 )
 @click.option(
-    "--init-from", type=click.Path(dir_okay=False), default=None,
-    help="GAN phase: MSE run's ckpt.pt (its EMA) or a weights file to start G from.",
+    "--init-from", default=None,
+    help="Start G from: a run folder or its ckpt.pt (its EMA), a weights file, or a shipped model name to "
+    "fine-tune (e.g. srresnet_real_x4); the GAN phase starts from the MSE run.",
 )
 @click.option(
     "--run", "--run-dir", "run", default=_D.run, show_default=True,
@@ -203,9 +204,9 @@ _D = train.TrainConfig()  # flag defaults are the dataclass's: one source of tru
     "torchrun takes --run for its own --run-path.)",
 )
 @click.option(
-    "--val-dir", default=None,
-    help="Validation HR images  [default: ../shared/data/benchmarks/Set5 beside the repo, else a holdout "
-    "split]",
+    "--val", "--val-dir", "val_dir", default=None,
+    help="Validation HR images (a benchmark folder such as Set5)  [default: the data's own holdout/ from vsr "
+    "prepare --holdout, else none]",
 )
 @click.option(
     "--val-every", type=click.IntRange(1), default=_D.val_every, show_default=True,
@@ -243,7 +244,7 @@ _D = train.TrainConfig()  # flag defaults are the dataclass's: one source of tru
 )
 @click.option(
     "--export", type=click.Path(dir_okay=False), default=None,
-    help="At the end, write EMA weights here; name them weights/NAME_x<scale>.pt for -m NAME to find them.",
+    help="At the end, write EMA weights here; name them vsr/weights/NAME_x<scale>.pt for -m NAME to find them.",
 )
 @click.option(
     "--export-from", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -299,8 +300,9 @@ def train_cmd(ctx, config_file, export_from, **flags):
     help="Shipped weights name, or bicubic (names the arch for --weights).",
 )
 @click.option(
-    "--weights", type=click.Path(dir_okay=False), default=None,
-    help="Weights file to evaluate instead of the shipped ones.",
+    "--weights", type=click.Path(), default=None,
+    help="Weights to evaluate instead of the shipped ones: a vsr file, a training run folder or its ckpt.pt, or "
+    "another project's file (vsr models --inspect).",
 )
 @click.option(
     "--degrade", type=click.Choice(["bicubic", "realistic"]), default="bicubic", show_default=True,
@@ -338,9 +340,11 @@ def eval_cmd(ctx, hr_dir, scale, model, weights, degrade, device, precision, fp3
 
     if (hr_dir is None) == (video is None):
         raise VsrError("give a folder of HR images, or --video HR_VIDEO (one of the two)")
-    scale = int(scale)
     precision = "fp32" if fp32 else precision
-    net = load_cli_model(model, weights, scale, model_given(ctx))
+    # A weights file knows its scale: -s only checks it when typed.
+    scale_given = ctx.get_parameter_source("scale") != ParameterSource.DEFAULT
+    net = load_cli_model(model, weights, int(scale) if scale_given or not weights else None, model_given(ctx))
+    scale = int(net.scale)
     name = str(weights) if weights else model
     if video is not None:
         total = video_mod.probe(video).frames

@@ -83,13 +83,18 @@ def choose_precision(
         device: where the model runs.
         model_meta: the weights' meta; `reduced_precision_max_delta_db` ({"bf16": 0.004, ...}, written by
             scripts/precision_table.py) makes `auto` keep fp32 where a format was measured to cost > 0.02 dB.
-            A format never measured for the model is allowed.
+            A format never measured for the model is allowed. `unsupported_precisions` (["fp16"], set for
+            other projects' architectures that spandrel says cannot run in it) makes `auto` keep fp32 and refuses
+            an explicit request.
         cpu_capability: injectable result of `cpu_bf16_capability()` (False means "detect").
     """
     if requested not in PRECISIONS:
         raise VsrError(f"unknown precision {requested!r}; use one of {', '.join(PRECISIONS)}")
     if cpu_capability is False:
         cpu_capability = cpu_bf16_capability() if device.type == "cpu" else None
+    unsupported = (model_meta or {}).get("unsupported_precisions") or ()
+    if requested in unsupported:
+        raise VsrError(f"this model's architecture does not run in {requested} (use --precision fp32)")
     if requested != "auto":
         if requested == "fp16" and device.type == "cpu":
             raise VsrError("fp16 is not supported on CPU (use --precision bf16 or fp32)")
@@ -103,6 +108,8 @@ def choose_precision(
         candidate, why = "bf16", f"bf16 on CPU with {cpu_capability}"
     else:
         return Precision("fp32", "fp32: this CPU has no native bf16 (AMX / AVX-512-BF16)")
+    if candidate in unsupported:
+        return Precision("fp32", f"fp32: this model's architecture does not run in {candidate}")
     if measured.get(candidate, 0.0) > QUALITY_TOLERANCE_DB:
         return Precision("fp32", f"fp32: these weights lose {measured[candidate]:.3f} dB in {candidate} (measured)")
     return Precision(candidate, why)

@@ -11,13 +11,29 @@ Modules: :mod:`~vsr.data.images` (reading, listing and bicubic resizing of image
 from vsr.data.dataset import PairDataset, make_loader
 from vsr.data.degrade import Degradation
 from vsr.data.frames import prepare_frames
-from vsr.data.images import IMAGE_EXTS, bicubic_downscale, bicubic_upscale, list_images, load_image
+from vsr.data.images import (
+    IMAGE_EXTS,
+    WRITABLE_EXTS,
+    Picture,
+    bicubic_downscale,
+    bicubic_upscale,
+    list_images,
+    load_image,
+    read_image,
+    to_uint8,
+    write_image,
+)
 
 __all__ = [
     "IMAGE_EXTS",
+    "WRITABLE_EXTS",
     "bicubic_downscale",
     "bicubic_upscale",
     "load_image",
+    "Picture",
+    "read_image",
+    "to_uint8",
+    "write_image",
     "Degradation",
     "list_images",
     "prepare_frames",

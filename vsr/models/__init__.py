@@ -1,12 +1,14 @@
 """Super-resolution networks, their registry and their weight files.
 
 Modules: :mod:`~vsr.models.archs` (the networks and the SRGAN discriminator), :mod:`~vsr.models.weights` (weight
-files, finding shipped weights, :func:`load_model`), :mod:`~vsr.models.ops` (BatchNorm folding, FLOP counting).
+files, finding shipped weights, :func:`load_model`), :mod:`~vsr.models.foreign` (other projects' weights through
+spandrel), :mod:`~vsr.models.ops` (BatchNorm folding, FLOP counting).
 This file holds the registry: one builder per architecture and the flat, hand-written ``MODELS`` dict.
 
 Every model maps ``lq`` (N, 3, h, w) float in [0, 1] to (N, 3, h * scale, w * scale) and has a ``.scale`` attribute.
 Weight files are ``{"arch", "args", "state_dict", "meta"}`` dicts saved by :func:`save_weights`; BasicSR-style
-``{"params" | "params_ema": state_dict}`` files load too when the architecture is named.
+``{"params" | "params_ema": state_dict}`` files load too when the architecture is named, and any other project's file
+whose architecture spandrel recognises (Real-ESRGAN, ESRGAN, SwinIR, HAT, ...) loads as a :class:`ForeignModel`.
 """
 
 from pathlib import Path
@@ -26,22 +28,25 @@ from vsr.models.archs import (
     ResidualBlock,
     SRResNet,
 )
+from vsr.models.foreign import ForeignModel, foreign_architectures
 from vsr.models.ops import count_flops, fold_batchnorm
 from vsr.models.weights import (
     DEFAULT_WEIGHTS_DIR,
     _with_weights,
     find_weights,
+    inspect_weights,
     load_model,
     load_weights_file,
+    resolve_weights_path,
     save_weights,
     weights_dir,
 )
 
 __all__ = [
     "DEFAULT_WEIGHTS_DIR", "ESPCN", "FSRCNN", "MODELS", "SCALES", "SRCNN", "Bicubic", "Discriminator",
-    "EncoderDecoder", "ResidualBlock", "SRResNet", "bicubic", "build_model", "count_flops", "encdec", "espcn",
-    "find_weights", "fold_batchnorm", "fsrcnn", "list_models", "load_model", "load_weights_file", "save_weights",
-    "srcnn", "srresnet", "weights_dir",
+    "EncoderDecoder", "ForeignModel", "ResidualBlock", "SRResNet", "bicubic", "build_model", "count_flops", "encdec",
+    "espcn", "find_weights", "fold_batchnorm", "foreign_architectures", "fsrcnn", "inspect_weights", "list_models",
+    "load_model", "load_weights_file", "resolve_weights_path", "save_weights", "srcnn", "srresnet", "weights_dir",
 ]
 
 

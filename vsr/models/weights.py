@@ -3,9 +3,10 @@
 architecture is named), found by name in the weights folder, and turned into a ready model by :func:`load_model`.
 
 Shipped and exported weights are named ``<weights dir>/<name>_x<scale>.pt``: that is the name ``-m NAME`` looks for
-(``vsr train --export weights/NAME_x4.pt`` makes a file that ``-m NAME`` finds).
+(``vsr train --export vsr/weights/NAME_x4.pt`` makes a file that ``-m NAME`` finds).
 """
 
+import importlib.resources
 import os
 import re
 from pathlib import Path
@@ -19,11 +20,14 @@ from torch import nn
 # read when a function runs, by which time the package has finished importing.
 from vsr import models
 from vsr.errors import VsrError
+from vsr.models import foreign
 from vsr.models.archs import Bicubic
 from vsr.models.ops import fold_batchnorm
 
-# Shipped weights live in <repo>/weights, next to the vsr package; $VSR_WEIGHTS_DIR overrides (read at call time).
-DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+# Shipped weights are package data (vsr/weights/*.pt), so an installed wheel has them wherever it runs from;
+# $VSR_WEIGHTS_DIR overrides (read at call time). vsr is installed as files, never run from a zip, so the resource
+# is a real folder that torch.load can open.
+DEFAULT_WEIGHTS_DIR = Path(str(importlib.resources.files("vsr") / "weights"))
 
 
 def _strip_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -93,12 +97,13 @@ def _infer_basicsr_args(arch: str, state_dict: dict[str, torch.Tensor]) -> dict[
 def load_weights_file(
     path: str | Path, arch: str | None = None
 ) -> tuple[str, dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
-    """Reads a weights file safely (``weights_only=True``), onto the CPU.
+    """Reads a weights file safely (``weights_only=True``, or safetensors), onto the CPU.
 
-    Accepts vsr files (:func:`save_weights`) and, when ``arch`` is given, BasicSR / Real-ESRGAN files
-    ``{"params_ema" | "params": state_dict}`` (EMA preferred) or a bare state dict. ``module.`` / ``_orig_mod.``
-    prefixes are stripped. For BasicSR files ``args`` holds what could be read off the tensors (SRResNet: sizes and
-    scale), else ``{}``.
+    Accepts vsr files (:func:`save_weights`), vsr training checkpoints (``ckpt.pt``: its EMA weights) and, when
+    ``arch`` is given, BasicSR / Real-ESRGAN files ``{"params_ema" | "params": state_dict}`` (EMA preferred) or a
+    bare state dict. ``module.`` / ``_orig_mod.`` prefixes are stripped. For BasicSR files ``args`` holds what could
+    be read off the tensors (SRResNet: sizes and scale), else ``{}``. Files of other projects' architectures load
+    with :func:`load_model` (through spandrel), not here.
 
     Args:
         path: the file.
@@ -110,22 +115,36 @@ def load_weights_file(
     Raises:
         VsrError: missing or unreadable file, not a weights dict, unknown or conflicting arch.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise VsrError(f"no such weights file: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch.load raises UnpicklingError, RuntimeError, EOFError, ValueError... on bad files
-        if "Weights only load failed" in str(e):
-            raise VsrError(f"refusing to load {path}: it holds Python objects, not just tensors") from None
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
-        raise VsrError(f"cannot read weights file {path}: not a PyTorch weights file ({reason})") from None
+    return parse_weights(foreign.read_tensors(path), Path(path), arch)
+
+
+def is_vsr_file(ckpt: Any) -> bool:
+    """Whether what a weights file holds is one of ours: a :func:`save_weights` dict or a training checkpoint."""
+    return isinstance(ckpt, dict) and (("arch" in ckpt and "state_dict" in ckpt) or _is_training_checkpoint(ckpt))
+
+
+def _is_training_checkpoint(ckpt: Any) -> bool:
+    # vsr.train.checkpoint's layout; read here because models cannot import train (imports point one way).
+    return isinstance(ckpt, dict) and isinstance(ckpt.get("model_args"), dict) and isinstance(ckpt.get("G"), dict)
+
+
+def parse_weights(
+    ckpt: Any, path: Path, arch: str | None = None
+) -> tuple[str, dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
+    """:func:`load_weights_file` on what a file held (already read with :func:`vsr.models.foreign.read_tensors`)."""
     if arch is not None and arch not in models.MODELS:
         raise VsrError(f"unknown model {arch!r}; choose one of: {', '.join(models.MODELS)}")
 
     def is_state_dict(d: Any) -> bool:
         return isinstance(d, dict) and bool(d) and all(isinstance(k, str) and torch.is_tensor(v) for k, v in d.items())
 
+    if _is_training_checkpoint(ckpt):
+        model_args = ckpt["model_args"]
+        ema = ckpt.get("ema")
+        ckpt = {"arch": model_args.get("arch"), "args": model_args.get("args"),
+                "state_dict": ema["module"] if isinstance(ema, dict) and ema.get("module") else ckpt["G"],
+                "meta": {"source": "training checkpoint", "trained_steps": ckpt.get("step"),
+                         "ema": bool(isinstance(ema, dict) and ema.get("module"))}}
     if isinstance(ckpt, dict) and "arch" in ckpt and "state_dict" in ckpt:
         file_arch, args, state_dict, meta = ckpt["arch"], ckpt.get("args") or {}, ckpt["state_dict"], ckpt.get("meta")
         if file_arch not in models.MODELS:
@@ -143,6 +162,43 @@ def load_weights_file(
         state_dict = _strip_prefixes(ckpt[key] if key else ckpt)
         return arch, _infer_basicsr_args(arch, state_dict), state_dict, {"source": key or "state_dict"}
     raise VsrError(f"{path} is not a weights file (expected a dict with 'arch', 'args', 'state_dict' or 'params')")
+
+
+def resolve_weights_path(path: str | Path) -> Path:
+    """A weights file as given, or for a training run folder its exported ``model.pt`` (else its ``ckpt.pt``).
+
+    Raises:
+        VsrError: a folder that holds neither.
+    """
+    path = Path(path)
+    if path.is_dir():
+        for name in ("model.pt", "ckpt.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise VsrError(f"{path} is a folder without model.pt or ckpt.pt; pass a weights file or a training run folder")
+    return path
+
+
+def inspect_weights(path: str | Path) -> dict[str, Any]:
+    """What a weights file is, as plain values (``vsr models --inspect``): ours, a training run's, or a foreign one.
+
+    Returns:
+        ``{"file", "format" ("vsr" / "vsr training checkpoint" / "spandrel"), "arch", "scale", "params", ...}``;
+        vsr files add ``args`` and ``meta``, foreign ones what spandrel reads off the tensors (purpose, tags,
+        channels, whether fp16 / bf16 run, size requirements).
+
+    Raises:
+        VsrError: unreadable file, or neither ours nor an architecture spandrel knows.
+    """
+    path = resolve_weights_path(path)
+    ckpt = foreign.read_tensors(path)
+    if not is_vsr_file(ckpt):
+        return foreign.inspect_foreign(path, ckpt)
+    kind = "vsr training checkpoint" if _is_training_checkpoint(ckpt) else "vsr"
+    arch, args, state_dict, meta = parse_weights(ckpt, path)
+    return {"file": str(path), "format": kind, "arch": arch, "scale": args.get("scale"), "args": args,
+            "params": sum(v.numel() for k, v in state_dict.items() if v.is_floating_point() and "running_" not in k),
+            "meta": meta}
 
 
 def _load_state(model: nn.Module, state_dict: dict[str, torch.Tensor], path: Path, arch: str, args: dict) -> None:
@@ -178,7 +234,7 @@ def _with_weights(model: nn.Module, arch: str, weights: str | Path | None) -> nn
 
 
 def weights_dir() -> Path:
-    """Where shipped weights live: ``$VSR_WEIGHTS_DIR`` if set, else ``<repo>/weights``."""
+    """Where shipped weights live: ``$VSR_WEIGHTS_DIR`` if set, else the package's ``vsr/weights``."""
     return Path(os.environ["VSR_WEIGHTS_DIR"]) if os.environ.get("VSR_WEIGHTS_DIR") else DEFAULT_WEIGHTS_DIR
 
 
@@ -186,7 +242,7 @@ def find_weights(name: str, scale: int) -> Path | None:
     """The shipped weights file ``<weights dir>/<name>_x<scale>.pt``, or None if there is none.
 
     Only that name is looked up (a file is not opened to read its scale), so exports meant for ``-m NAME`` are
-    written as ``weights/NAME_x<scale>.pt``; any other file loads with ``--weights PATH``.
+    written as ``vsr/weights/NAME_x<scale>.pt``; any other file loads with ``--weights PATH``.
     """
     path = weights_dir() / f"{name}_x{scale}.pt"
     return path if path.is_file() else None
@@ -208,13 +264,16 @@ def load_model(
     """Loads a model ready for inference.
 
     Args:
-        name_or_path: a weights file, a shipped name (``<weights dir>/<name>_x<scale>.pt``: "srresnet", "srgan",
-            "srresnet_real", "espcn", ...), or "bicubic" (needs no weights).
-        scale: the wanted factor; must match the file's. None: take the file's.
+        name_or_path: a weights file (ours, a training run's ``ckpt.pt`` or run folder, or another project's
+            ``.pth`` / ``.pt`` / ``.ckpt`` / ``.safetensors`` that spandrel recognises), a shipped name
+            (``<weights dir>/<name>_x<scale>.pt``: "srresnet", "srgan", "srresnet_real", "espcn", ...), or
+            "bicubic" (needs no weights).
+        scale: the wanted factor; must match the file's (a foreign file's scale is read off its tensors). None:
+            take the file's.
         device: "cpu", "cuda", "cuda:N", a torch.device, or "auto" (CUDA if available).
         half: convert to float16 (for CUDA inference).
         arch: architecture name; needed for BasicSR-style files, checked against vsr files.
-        fold_bn: fold BatchNorm into the preceding convs (same output, fewer ops).
+        fold_bn: fold BatchNorm into the preceding convs (same output, fewer ops); vsr's own architectures only.
 
     Returns:
         The model in eval mode on ``device``, with ``.scale``, ``.arch`` (str), ``.args`` (dict) and ``.meta``
@@ -226,7 +285,8 @@ def load_model(
     """
     name = str(name_or_path)
     if name == "bicubic" and not Path(name).is_file():
-        model, meta, args, file_arch = Bicubic(scale=scale or 4), {}, {"scale": scale or 4}, "bicubic"
+        model = Bicubic(scale=scale or 4)
+        model.arch, model.args, model.meta = "bicubic", {"scale": scale or 4}, {}
     else:
         path = Path(name) if isinstance(name_or_path, Path) or _looks_like_path(name) else None
         if path is None:
@@ -239,16 +299,27 @@ def load_model(
                 raise VsrError(
                     f"no weights for {name} x{scale or 4}{note}; pass --weights PATH or train one with vsr train"
                 )
-        file_arch, args, state_dict, meta = load_weights_file(path, arch)
-        file_scale = args.get("scale")
-        if scale is not None and file_scale is not None and file_scale != scale:
-            raise VsrError(f"weights {path} are for x{file_scale}, asked for x{scale}")
-        args["scale"] = file_scale or scale or 4
-        model = models.build_model(file_arch, **args)
-        _load_state(model, state_dict, path, file_arch, args)
-    model.arch, model.args, model.meta = file_arch, args, meta
+        path = resolve_weights_path(path)
+        ckpt = foreign.read_tensors(path)
+        if arch is None and not is_vsr_file(ckpt):
+            # Not ours and no arch named: another project's file; spandrel tells what it is from its tensors.
+            model = foreign.load_foreign(path, ckpt)  # arch, args and meta are its own
+            if scale is not None and model.scale != scale:
+                raise VsrError(f"{path} is a x{model.scale} {model.arch} model; -s {scale} disagrees"
+                               f" (leave -s out to use x{model.scale})")
+        else:
+            file_arch, args, state_dict, meta = parse_weights(ckpt, path, arch)
+            file_scale = args.get("scale")
+            if scale is not None and file_scale is not None and file_scale != scale:
+                raise VsrError(f"weights {path} are for x{file_scale}, asked for x{scale}")
+            args["scale"] = file_scale or scale or 4
+            model = models.build_model(file_arch, **args)
+            _load_state(model, state_dict, path, file_arch, args)
+            model.arch, model.args, model.meta = file_arch, args, meta
     model.eval()
-    if fold_bn:
+    # Folding relies on convs registered right before the BN they feed, true of vsr's models; another project's
+    # architecture may register them in any order, so it runs as it was written.
+    if fold_bn and not isinstance(model, foreign.ForeignModel):
         fold_batchnorm(model)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

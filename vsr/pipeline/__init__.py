@@ -7,12 +7,14 @@ last pts are checked in == out at the end of every run.
 - `enhance.py`: `enhance_video`: the stages wired together, the end-of-run check, the single-file output.
 - `stages.py`: threads, bounded queues and pinned host buffers.
 - `image.py`: `upscale_image`.
+- `resize.py`: `resize_frames` (antialiased bicubic after the model: --outscale, --width/--height), `output_size`.
 - `upscaler.py`: `Upscaler` (batching, tiling, out-of-memory and non-finite recovery) and the pre-flight memory fit.
 - `resume.py`: `--resume` segments, their manifest and the final join.
 """
 
 from vsr.pipeline.enhance import EnhanceConfig, EnhanceResult, Interrupted, default_output_path, enhance_video
 from vsr.pipeline.image import upscale_image
+from vsr.pipeline.resize import output_size, resize_frames
 from vsr.pipeline.upscaler import Upscaler, fit_memory
 
 __all__ = [
@@ -23,5 +25,7 @@ __all__ = [
     "fit_memory",
     "default_output_path",
     "enhance_video",
+    "output_size",
+    "resize_frames",
     "upscale_image",
 ]

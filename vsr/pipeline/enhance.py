@@ -23,6 +23,7 @@ from torch import nn
 
 from vsr import video
 from vsr.errors import VsrError
+from vsr.pipeline.resize import output_size, square_pixel_size
 from vsr.pipeline.resume import ResumeState, SegmentSink, input_identity, model_identity, state_dir
 from vsr.pipeline.stages import DONE, HostBuffers, get, put, start_thread
 from vsr.pipeline.upscaler import Upscaler, fit_memory
@@ -51,10 +52,16 @@ class EnhanceConfig:
     copy_subtitles: bool = True
     resume: bool = False  # write segments into a state folder beside the output, reusing finished ones
     segment_frames: int | None = None  # frames per segment with resume; None: about 10 s (300 if the rate is unknown)
+    outscale: float | None = None  # output factor >= 1 instead of the model's (resampled after it, on the device)
+    width: int | None = None  # output width; alone, the height keeps the aspect ratio
+    height: int | None = None  # output height; alone, the width keeps the aspect ratio
+    encoder_options: dict[str, str] = field(default_factory=dict)  # passed to the encoder (-e KEY=VALUE)
+    quality: int = 95  # JPEG / WebP quality of image outputs (100: lossless WebP)
     memory_limit: int | None = None  # bytes for the pre-flight check; None: measure (or $VSR_MEMORY_LIMIT)
     queue_batches: int = 4  # batches in flight between each pair of stages; bounds memory
     deinterlace: str = "auto"  # video.DEINTERLACE_MODES: auto deinterlaces interlaced sources at their frame rate
     keep_timestamps: bool = False  # with start: keep the source's clock instead of starting the output at 0
+    square_pixels: bool = False  # resample anamorphic input to square pixels (same display aspect) after the model
 
 
 @dataclass(frozen=True)
@@ -145,10 +152,11 @@ class _TargetSink:
 
 
 
-def default_output_path(input_path: str | os.PathLike, scale: int) -> Path:
-    """``<stem>_x<scale><ext>`` beside the input, in the input's container where it can hold the output."""
+def default_output_path(input_path: str | os.PathLike, scale: float) -> Path:
+    """``<stem>_x<scale><ext>`` beside the input (``_x3.5`` for an --outscale of 3.5), in the input's container
+    where it can hold the output."""
     path = Path(input_path)
-    return path.with_name(f"{path.stem}_x{scale}{video.default_output_suffix(path)}")
+    return path.with_name(f"{path.stem}_x{scale:g}{video.default_output_suffix(path)}")
 
 
 def _check_config(cfg: EnhanceConfig) -> None:
@@ -195,7 +203,7 @@ def enhance_video(
     input_path = Path(input_path)
     info = video.probe(input_path)
     scale = int(model.scale)
-    output_path = Path(output_path) if output_path else default_output_path(input_path, scale)
+    output_path = Path(output_path) if output_path else default_output_path(input_path, cfg.outscale or scale)
     codec = cfg.codec or video.default_codec(output_path)
     device = resolve_device(cfg.device)
     pix_fmt_notes: list[str] = []
@@ -205,7 +213,14 @@ def enhance_video(
     precision = choose_precision(cfg.precision, device, getattr(model, "meta", None))
     if depth == 16 and precision.name == "bf16" and cfg.precision == "auto":
         precision = Precision("fp32", "fp32: bf16's 8-bit mantissa would round 10-bit video to 8 bits")
-    upscaler = Upscaler(model, device, precision, cfg.tile, cfg.tile_pad)
+    out_w, out_h = output_size(info.width, info.height, scale, cfg.outscale, cfg.width, cfg.height)
+    sample_aspect = info.sample_aspect_ratio
+    if cfg.square_pixels and sample_aspect:
+        # Same display aspect with square pixels: the axis the pixels are long in gets more of them.
+        out_w, out_h = square_pixel_size(out_w, out_h, sample_aspect)
+        sample_aspect = None
+    resized = (out_w, out_h) != (info.width * scale, info.height * scale)
+    upscaler = Upscaler(model, device, precision, cfg.tile, cfg.tile_pad, (out_w, out_h) if resized else None)
     precision = upscaler.precision
     queued = max(1, cfg.queue_batches)
     batch_size, upscaler.tile, memory_note = fit_memory(
@@ -216,12 +231,11 @@ def enhance_video(
     deinterlace = video.deinterlace_plan(cfg.deinterlace, info.interlaced)
     time_base = video.output_time_base(info.time_base, deinterlace)
     fps = info.fps * 2 if info.fps and deinterlace == "field" else info.fps
-    out_w, out_h = info.width * scale, info.height * scale
     plan = OutputPlan(codec, deinterlace, out_w, out_h, batch_size, upscaler.tile, time_base)
     frame_args = video.FrameSettings(
         width=out_w, height=out_h, time_base=time_base, fps=fps, codec=codec, crf=cfg.crf, preset=cfg.preset,
-        pix_fmt=pix_fmt, sample_aspect_ratio=info.sample_aspect_ratio, container=output_path.suffix,
-        **info.color_tags)
+        pix_fmt=pix_fmt, sample_aspect_ratio=sample_aspect, container=output_path.suffix,
+        options=dict(cfg.encoder_options) or None, **info.color_tags)
     rebase = cfg.start is not None and not cfg.keep_timestamps
     if cfg.resume:
         sink = _segment_sink(input_path, output_path, model, cfg, info, upscaler, plan, depth, frame_args, rebase)
@@ -382,6 +396,7 @@ def _segment_sink(input_path: Path, target: Path, model: nn.Module, cfg: Enhance
         "codec": frame_args.codec, "crf": cfg.crf, "preset": cfg.preset, "pix_fmt": frame_args.pix_fmt,
         "depth": depth, "precision": upscaler.precision.name, "tile": plan.tile, "tile_pad": cfg.tile_pad,
         "start": cfg.start, "end": cfg.end, "deinterlace": plan.deinterlace,
+        "encoder_options": dict(sorted(cfg.encoder_options.items())),
     }
     identity = {"input": input_identity(input_path), "model": model_identity(model), "settings": settings}
     state = ResumeState(target, identity, video.segment_suffix(target))

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from vsr.errors import VsrError
+from vsr.pipeline.resize import resize_frames
 from vsr.precision import Precision
 
 # Largest code value of each frame dtype: uint8 RGB from 8-bit video, uint16 RGB48 from 10/12-bit video.
@@ -35,10 +36,14 @@ class Upscaler:
         precision: from `choose_precision`.
         tile: LR tile side (0 = whole frame).
         tile_pad: overlap each tile gets on every side, in LR pixels.
+        out_size: (width, height) to resample the model's output to (see `resize_frames`); None keeps
+            the model's scale.
     """
 
-    def __init__(self, model: nn.Module, device: torch.device, precision: Precision, tile: int = 0, tile_pad: int = 16):
+    def __init__(self, model: nn.Module, device: torch.device, precision: Precision, tile: int = 0, tile_pad: int = 16,
+                 out_size: tuple[int, int] | None = None):
         self.device = device
+        self.out_size = out_size
         self.scale = int(model.scale)
         self.tile = tile
         self.tile_pad = tile_pad
@@ -71,7 +76,8 @@ class Upscaler:
 
     @torch.inference_mode()
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        """Upscales (N,H,W,3) uint8/uint16 frames on the device into (N,H*s,W*s,3) frames of the same dtype."""
+        """Upscales (N,H,W,3) uint8/uint16 frames on the device into (N,H*s,W*s,3) frames of the same dtype
+        (or ``out_size``)."""
         if frames.dtype not in PEAK:
             raise VsrError(f"frames must be uint8 or uint16, got {frames.dtype}")
         y = self._forward_resilient(self._to_input(frames))
@@ -81,6 +87,8 @@ class Upscaler:
             self.notes.append(f"switched from {self.precision.name} to fp32 after a non-finite batch")
             self._set_precision(Precision("fp32", "fallback after non-finite output"))
             y = self._forward_resilient(self._to_input(frames))
+        if self.out_size is not None:
+            y = resize_frames(y, *self.out_size)
         if frames.dtype != torch.uint8:
             y = y.float()  # fp16 cannot hold 65535
         y = y.clamp_(0, 1).mul_(PEAK[frames.dtype]).round_().to(frames.dtype)

@@ -17,7 +17,6 @@ Modules: :mod:`~vsr.train.config` (TrainConfig, TOML, phase defaults, lr schedul
 
 from vsr.train.checkpoint import CKPT_VERSION, Ema, _Batches, export_weights, read_checkpoint_config
 from vsr.train.config import (
-    DEFAULT_VAL_DIR,
     REPO,
     TrainConfig,
     _split_validation,
@@ -30,6 +29,6 @@ from vsr.train.config import (
 from vsr.train.loop import train
 
 __all__ = [
-    "CKPT_VERSION", "DEFAULT_VAL_DIR", "REPO", "Ema", "TrainConfig", "config_from_dict", "cpu_supports_bf16",
+    "CKPT_VERSION", "REPO", "Ema", "TrainConfig", "config_from_dict", "cpu_supports_bf16",
     "export_weights", "lr_at", "read_checkpoint_config", "read_config_file", "resolve_config", "train",
 ]

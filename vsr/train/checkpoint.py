@@ -152,9 +152,27 @@ def _set_dataset_rng(dataset, state: str | None) -> None:
         dataset.set_rng_state(json.loads(state))
 
 
+def resolve_init_from(name: str) -> Path:
+    """What ``--init-from`` names: a file, a run folder (its model.pt, else ckpt.pt), or a shipped weights name
+    (``srresnet_real_x4``: fine-tuning a shipped model on one's own clips).
+
+    Raises:
+        VsrError: none of these.
+    """
+    path = Path(name)
+    if path.exists():
+        return models.resolve_weights_path(path)
+    shipped = models.weights_dir() / f"{name}.pt"
+    if shipped.is_file() and os.sep not in name and "/" not in name:
+        return shipped
+    have = ", ".join(sorted(p.stem for p in models.weights_dir().glob("*.pt")))
+    raise VsrError(f"--init-from {name}: no such file or run folder, and no shipped weights of that name ({have})")
+
+
 def _initial_generator(path: str, arch: str, scale: int) -> tuple[dict, dict]:
-    """Model args and state dict to start G from: a training ckpt.pt (its EMA) or a weights file (its own
-    architecture), at `scale` or at another scale (then only its trunk is used)."""
+    """Model args and state dict to start G from: a training ckpt.pt (its EMA), a run folder, a weights file (its
+    own architecture) or a shipped name, at `scale` or at another scale (then only its trunk is used)."""
+    path = resolve_init_from(path)
     ckpt = None
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -185,7 +203,7 @@ def load_matching(model: torch.nn.Module, state: dict) -> tuple[int, int]:
 def export_weights(ckpt_path: str | Path, out_path: str | Path) -> Path:
     """Writes a checkpoint's EMA weights (the raw G's without EMA) as a `models.save_weights` file.
 
-    `vsr enhance --weights OUT` loads it, and so does `-m NAME` when OUT is weights/NAME_x<scale>.pt.
+    `vsr enhance --weights OUT` loads it, and so does `-m NAME` when OUT is vsr/weights/NAME_x<scale>.pt.
 
     Returns:
         The path written.

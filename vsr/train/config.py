@@ -13,7 +13,6 @@ from vsr.errors import VsrError
 from vsr.precision import PRECISIONS, cpu_bf16_capability
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_VAL_DIR = REPO.parent / "shared" / "data" / "benchmarks" / "Set5"
 
 
 def cpu_supports_bf16() -> bool:
@@ -57,7 +56,7 @@ class TrainConfig:
     init_from: str | None = None  # MSE-phase ckpt.pt or weights file to start G from
     # Bookkeeping.
     run: str = "runs/train"
-    val_dir: str | None = None  # None: ../shared/data/benchmarks/Set5 beside the repo, else a holdout split
+    val_dir: str | None = None  # None: the data's own holdout/ (vsr prepare --holdout), else no validation
     val_every: int = 500
     sample_every: int | None = None  # None: = val_every
     ckpt_every: int = 500
@@ -139,20 +138,16 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.lr_decay if step >= cfg.lr_decay_at * cfg.steps else 1.0)
 
 
-def _split_validation(cfg: TrainConfig) -> tuple[list[str], list[Path] | Path | None]:
-    """Training sources and validation images: --val-dir, else Set5 beside the repo, else a `holdout/` folder in
-    the data (`vsr prepare --holdout`), else every tenth training image (at most 10) held out."""
+def _split_validation(cfg: TrainConfig) -> tuple[list[str], Path | None]:
+    """Training sources and validation images: --val, else the data's own held-out frames (`vsr prepare --holdout`
+    writes OUT/holdout beside OUT/train: found from --data OUT or --data OUT/train), else none."""
     if cfg.val_dir:
         if not Path(cfg.val_dir).is_dir():
             raise VsrError(f"no such validation folder: {cfg.val_dir}")
         return cfg.data, Path(cfg.val_dir)
-    if DEFAULT_VAL_DIR.is_dir():
-        return cfg.data, DEFAULT_VAL_DIR
-    for folder in cfg.data:
-        if (Path(folder) / "holdout").is_dir() and data.list_images(Path(folder) / "holdout"):
-            return cfg.data, Path(folder) / "holdout"
-    images = [p for folder in cfg.data for p in data.list_images(folder, exclude=("holdout",))]
-    if len(images) < 2:
-        return cfg.data, None
-    held = images[9::10][:10] or images[-1:]
-    return [str(p) for p in images if p not in held], held
+    for folder in map(Path, cfg.data):
+        candidates = [folder / "holdout"] + ([folder.parent / "holdout"] if folder.name == "train" else [])
+        for holdout in candidates:
+            if holdout.is_dir() and data.list_images(holdout):
+                return cfg.data, holdout
+    return cfg.data, None

@@ -43,6 +43,7 @@ from vsr.train.checkpoint import (
     load_matching,
 )
 from vsr.train.config import TrainConfig, _split_validation, lr_at, resolve_config
+from vsr.train.events import EventLog
 from vsr.train.plots import _degradation_example, _draw_curves, _sample_grid
 
 
@@ -54,7 +55,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         progress: show a tqdm bar (rank 0 only).
 
     Returns:
-        {"step", "run", "checkpoint", "val" (last validation dict or None), "export" (path or None), "interrupted"}.
+        {"step", "run", "checkpoint", "model" (RUN/model.pt: the EMA weights every run exports when it ends or is
+        interrupted), "val" (last validation dict or None), "export" (path or None), "interrupted"}.
 
     Raises:
         VsrError: bad options, missing data or VGG weights, a run folder that already holds a checkpoint without
@@ -192,6 +194,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
             f"{len(dataset.paths)} training images, {cfg.degrade} LR; validation: {_describe(val)}; run: {run}"
             + (f"; resuming at step {step}" if ckpt else "")
         )
+    events = EventLog.open(run, step) if master else None  # TensorBoard event files, when it is installed
 
     def validate(max_images=None, samples=False) -> dict | None:
         """PSNR/SSIM on the validation images with the EMA model (rank 0); optionally a sample grid."""
@@ -230,6 +233,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
         nonlocal last_val
         last_val = {k: result[k] for k in ("psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y", "images")}
         _append_log(log_path, {"step": step, "val": last_val})
+        if events is not None:
+            events.scalars(step, last_val, prefix="val/")
         _log(f"step {step}: validation PSNR {last_val['psnr_y']:.2f} dB, SSIM {last_val['ssim_y']:.4f} "
              f"(bicubic {last_val['bicubic_psnr_y']:.2f} dB, {last_val['bicubic_ssim_y']:.4f})")
 
@@ -307,6 +312,9 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
                     seconds = time.perf_counter() - window_start
                     means = {k: round((v / window).item(), 6) for k, v in running.items()}  # .item(): a sync point
                     _append_log(log_path, {"step": step, "lr": lr, "losses": means, "it_s": round(window / seconds, 3)})
+                    if events is not None:
+                        events.scalars(step, {**{f"loss/{k}": v for k, v in means.items()}, "lr": lr,
+                                              "it_s": window / seconds})
                     bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()}, refresh=False)
                     running, window = {}, 0
                 if master and (step % cfg.val_every == 0 or last):
@@ -325,13 +333,22 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
         except KeyboardInterrupt:  # a second Ctrl-C, mid-step: keep what the completed steps learned
             interrupted = True
     bar.close()
+    if events is not None:
+        events.close()
+    # Every run leaves weights that enhance and eval load as they are: the EMA of G, self-describing, in RUN/model.pt.
+    model_path = run / "model.pt"
     if interrupted:
         if master:
             checkpoint()
             _draw_curves(log_path, run / "curves.png")
+            export_weights(ckpt_path, model_path)
             _log(f"interrupted at step {step}: checkpoint saved to {ckpt_path}; continue with --resume")
+            _log(f"weights so far: {model_path}; try them with: vsr enhance INPUT --weights {model_path}")
         return {"step": step, "run": str(run), "checkpoint": str(ckpt_path), "val": last_val, "export": None,
-                "interrupted": True}
+                "model": str(model_path), "interrupted": True}
+    if master:
+        export_weights(ckpt_path, model_path)
+        _log(f"weights: {model_path}; use them with: vsr enhance INPUT --weights {model_path}")
     exported = None
     if master and cfg.export:
         exported = export_weights(ckpt_path, cfg.export)
@@ -340,7 +357,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
         _log(f"exported EMA weights to {exported} (load with --weights {exported}{found_by})")
         exported = str(exported)
     return {"step": step, "run": str(run), "checkpoint": str(ckpt_path), "val": last_val, "export": exported,
-            "interrupted": False}
+            "model": str(model_path), "interrupted": False}
 
 
 def _log(message: str) -> None:
@@ -349,9 +366,7 @@ def _log(message: str) -> None:
 
 def _describe(val) -> str:
     if val is None:
-        return "none (no --val-dir, no Set5 beside the repo, too few images to hold out)"
-    if isinstance(val, list):
-        return f"{len(val)} held-out training images"
+        return "none (pass --val DIR, e.g. a benchmark folder, or prepare the data with vsr prepare --holdout)"
     return str(val)
 
 

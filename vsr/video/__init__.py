@@ -14,9 +14,11 @@ from vsr.video.codecs import (
     available_codecs,
     default_codec,
     default_output_suffix,
+    check_encoder_options,
     default_pix_fmt,
     encode_decode,
     output_pix_fmt,
+    user_encoder_options,
 )
 from vsr.video.colour import pix_fmt_bits
 from vsr.video.deinterlace import DEINTERLACE_MODES, deinterlace_plan, output_time_base
@@ -30,5 +32,5 @@ __all__ = [
     "StreamInfo", "VideoInfo", "VideoSummary", "VideoWriter", "available_codecs", "check_output_path",
     "default_codec", "default_output_suffix", "default_pix_fmt", "deinterlace_plan", "encode_decode",
     "join_segments", "output_pix_fmt", "output_time_base", "pix_fmt_bits", "probe", "read_frames",
-    "segment_suffix", "summarize",
+    "segment_suffix", "summarize", "check_encoder_options", "user_encoder_options",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from fractions import Fraction
 from functools import lru_cache
 
@@ -204,3 +205,53 @@ def encode_decode(frames: np.ndarray, codec: str = "libx264", crf: int = 28, pre
         raise VsrError(f"{codec} round trip returned {len(out)} of {n} frames")
     return np.ascontiguousarray(np.stack(out)[:, :height, :width])
 
+
+
+def user_encoder_options(codec: str, options: dict[str, str]) -> dict[str, str]:
+    """``-e KEY=VALUE`` options as they go to the encoder: a user's ``x265-params`` keeps x265 quiet (log-level=error,
+    as vsr's own default is) unless it sets a log level itself."""
+    options = dict(options)
+    params = options.get("x265-params")
+    if codec == "libx265" and params is not None and "log-level" not in params:
+        options["x265-params"] = f"log-level=error:{params}"
+    return options
+
+
+def check_encoder_options(codec: str, options: dict[str, str], crf: int | None = None,
+                          preset: str | None = None, pix_fmt: str | None = None) -> None:
+    """Open ``codec`` once on a small frame with ``options`` (over vsr's own crf/preset), before any real work.
+
+    Catches a misspelt key (FFmpeg leaves it unconsumed) and a value the encoder refuses (it fails to open), with
+    the encoder's own complaint in the message. Hardware encoders that cannot open on this machine are not checked.
+
+    Raises:
+        VsrError: an option the encoder does not have, or a value it refuses.
+    """
+    if not options or (codec.endswith("_nvenc") and not _encoder_opens(codec)):
+        return
+    check_codec(codec)
+    ctx = av.CodecContext.create(codec, "w")
+    ctx.width, ctx.height, ctx.time_base = 64, 64, Fraction(1, 25)
+    ctx.pix_fmt = pix_fmt or default_pix_fmt(codec)
+    ctx.options = {**encoder_options(codec, crf, preset), **options}
+    # x264/x265 print their complaints straight to the process's stderr: catch them for the one-line error.
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            ctx.open()
+            refused = None
+        except (av.FFmpegError, ValueError) as err:
+            refused = err
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        said = [line.strip() for line in captured.read().decode(errors="replace").splitlines() if "error" in line]
+    if refused is not None:
+        why = said[0] if said else getattr(refused, "strerror", None) or str(refused)
+        given = ", ".join(f"{k}={v}" for k, v in options.items())
+        raise VsrError(f"{codec} refuses the encoder options {given}: {why}")
+    unknown = sorted(set(ctx.options) & set(options))
+    if unknown:
+        raise VsrError(f"{codec} has no option {', '.join(unknown)} (see ffmpeg -h encoder={codec})")

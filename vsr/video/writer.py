@@ -98,6 +98,7 @@ class FrameSettings:
     color_primaries: str | None = None
     color_trc: str | None = None
     container: str | None = None
+    options: dict[str, str] | None = None  # extra encoder options (-e KEY=VALUE)
 
     def as_kwargs(self) -> dict:
         """Keyword arguments for :class:`VideoWriter`."""
