@@ -5,7 +5,7 @@ the input (audio, subtitles, attachments, data, chapters, tags) copied packet fo
 Modules: :mod:`~vsr.video.probe` (VideoInfo), :mod:`~vsr.video.reader` (read_frames), :mod:`~vsr.video.codecs`
 (encoders, container defaults, output_pix_fmt, encode_decode), :mod:`~vsr.video.colour` (tags and YUV<->RGB
 maths), :mod:`~vsr.video.deinterlace` (bwdif for interlaced sources),
-:mod:`~vsr.video.streams` (copying the other streams), :mod:`~vsr.video.writer` (VideoWriter),
+:mod:`~vsr.video.streams` (copying the other streams), :mod:`~vsr.video.writer` (VideoWriter), :mod:`~vsr.video.container` (temp files, muxer options, read-back checks),
 :mod:`~vsr.video.join` (joining separately encoded segments, for resume).
 """
 
@@ -25,7 +25,8 @@ from vsr.video.deinterlace import DEINTERLACE_MODES, deinterlace_plan, output_ti
 from vsr.video.join import JoinResult, join_segments, segment_suffix
 from vsr.video.probe import IMAGE_EXTS, VIDEO_EXTS, StreamInfo, VideoInfo, probe
 from vsr.video.reader import FrameBatch, read_frames
-from vsr.video.writer import FrameSettings, VideoSummary, VideoWriter, check_output_path, summarize
+from vsr.video.container import VideoSummary, check_output_path, summarize
+from vsr.video.writer import FrameSettings, VideoWriter
 
 __all__ = [
     "CODECS", "DEINTERLACE_MODES", "IMAGE_EXTS", "VIDEO_EXTS", "FrameBatch", "FrameSettings", "JoinResult",

@@ -27,7 +27,7 @@ from vsr.errors import VsrError
 from vsr.video.colour import tag_stream
 from vsr.video.probe import error_text, main_video_stream, open_input
 from vsr.video.streams import StreamCopier
-from vsr.video.writer import (
+from vsr.video.container import (
     check_output_path,
     check_summary,
     close_quietly,
