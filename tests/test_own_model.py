@@ -33,7 +33,8 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     result = run("prepare", clips, frames, "--holdout", "0.25")
     assert result.exit_code == 0, result.output
     runs = root / "runs" / "mine"
-    result = run("train", "--data", frames / "train", "-s", "2", "--steps", "3", "--val-every", "3", "--run", runs, *TINY)
+    result = run("train", "--data", frames / "train", "-s", "2", "--steps", "3", "--val-every", "3", "--run", runs,
+                 *TINY)
     assert result.exit_code == 0, result.output
     return {"clip": clip, "frames": frames, "run": runs, "stderr": result.stderr}
 
