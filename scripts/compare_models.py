@@ -42,7 +42,7 @@ def main() -> None:
 
     nets = {}
     for name in args.models:
-        path = REPO / "vsr" / "weights" / f"{name}.pt"
+        path = models.weights_dir() / f"{name}.pt"
         if path.exists():
             nets[name] = Upscaler(models.load_model(path, scale=None), torch.device("cpu"), Precision("fp32", "pictures"))
     scale = 4

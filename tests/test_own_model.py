@@ -33,7 +33,8 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     result = run("prepare", clips, frames, "--holdout", "0.25")
     assert result.exit_code == 0, result.output
     runs = root / "runs" / "mine"
-    result = run("train", "--data", frames / "train", "-s", "2", "--steps", "3", "--val-every", "3", "--run", runs, *TINY)
+    result = run("train", "--data", frames / "train", "-s", "2", "--steps", "3", "--val-every", "3", "--run", runs,
+                 *TINY)
     assert result.exit_code == 0, result.output
     return {"clip": clip, "frames": frames, "run": runs, "stderr": result.stderr}
 
@@ -95,3 +96,11 @@ def test_fine_tune_a_shipped_model(trained, tmp_path):
     assert tuned.args == shipped.args and tuned.meta["init_from"] == "srresnet_real_x4"
     bad = run("train", "--data", trained["frames"] / "train", "--init-from", "nosuchmodel_x4", "--run", tmp_path / "x")
     assert bad.exit_code == 1 and "no shipped weights of that name" in bad.stderr
+
+
+def test_inspect_describes_a_run(trained):
+    result = run("models", "--inspect", trained["run"])
+    assert result.exit_code == 0, result.output
+    assert "srresnet x2 (vsr)" in result.output and "trained_steps 3" in result.output
+    checkpoint = run("models", "--inspect", trained["run"] / "ckpt.pt", "--json")
+    assert '"format": "vsr training checkpoint"' in checkpoint.output

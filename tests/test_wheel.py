@@ -59,3 +59,12 @@ def test_wheel_installs_and_enhances_from_anywhere(tmp_path):
     proc = _run([bindir / "vsr", "enhance", "clip.mp4", "-s", "4", "--device", "cpu"], cwd=elsewhere, env=env)
     assert "srresnet x4" in proc.stderr and "3/3 frames" in proc.stderr, proc.stderr
     assert (elsewhere / "clip_x4.mp4").is_file()
+
+
+def test_shipped_weights_are_package_data(monkeypatch):
+    import vsr
+    from vsr import models
+
+    monkeypatch.delenv("VSR_WEIGHTS_DIR", raising=False)
+    assert models.weights_dir() == Path(vsr.__file__).parent / "weights"
+    assert models.find_weights("srresnet", 4) is not None

@@ -297,7 +297,8 @@ def list_models_cmd(inspect_path, as_json):
 
 def format_inspect(facts: dict) -> str:
     """`vsr models --inspect` as lines of `key: value`."""
-    lines = [f"{facts['file']}: {facts['arch']} x{facts['scale']} ({facts['format']}), {facts['params'] / 1e6:.2f} M params"]
+    lines = [f"{facts['file']}: {facts['arch']} x{facts['scale']} ({facts['format']}), "
+             f"{facts['params'] / 1e6:.2f} M params"]
     if facts["format"] == "spandrel":
         req = facts["size_requirements"]
         lines.append(f"  purpose: {facts['purpose']}; tags: {' '.join(facts['tags']) or '-'}; channels "

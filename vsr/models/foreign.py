@@ -90,9 +90,10 @@ def describe_foreign(path: str | Path, tensors: dict[str, Any] | None = None):
     try:
         return spandrel.ModelLoader(device="cpu").load_from_state_dict(state_dict)
     except spandrel.UnsupportedModelError:
-        raise VsrError(f"{path} does not say which model it is for, and it is none of the {len(foreign_architectures())}"
-                       f" architectures spandrel knows (vsr models); if it holds one of vsr's, name it with -m "
-                       f"(e.g. -m srresnet)") from None
+        known = len(foreign_architectures())
+        raise VsrError(f"{path} does not say which model it is for, and it is none of the {known} architectures "
+                       f"spandrel knows (vsr models); if it holds one of vsr's, name it with -m (e.g. -m srresnet)"
+                       ) from None
     except Exception as e:  # an arch detected but its tensors do not fit: a damaged or edited file
         raise VsrError(f"{path}: looks like a spandrel architecture but does not load ({_first_line(e)})") from None
 
