@@ -24,7 +24,7 @@ from torch import nn
 from vsr import video
 from vsr.errors import VsrError
 from vsr.pipeline.resume import ResumeState, SegmentSink, input_identity, model_identity, state_dir
-from vsr.pipeline.stages import DONE, HostBuffers, codec_threads, get, put, start_thread, yield_cpu_to_model
+from vsr.pipeline.stages import DONE, HostBuffers, get, put, start_thread, yield_cpu_to_model
 from vsr.pipeline.upscaler import Upscaler, check_memory
 from vsr.precision import Precision, choose_precision, resolve_device
 
@@ -198,8 +198,6 @@ def enhance_video(
     out_w, out_h = info.width * scale, info.height * scale
     frame_args = dict(width=out_w, height=out_h, time_base=info.time_base, fps=info.fps, codec=cfg.codec,
                       crf=cfg.crf, preset=cfg.preset, pix_fmt=pix_fmt, **info.color_tags)
-    if device.type == "cpu":  # the model takes every core; the encoder one thread (see stages.yield_cpu_to_model)
-        frame_args["options"] = {"threads": str(codec_threads())}
     if cfg.resume:
         sink = _segment_sink(input_path, output_path, model, cfg, info, upscaler, pix_fmt, depth, frame_args)
     else:
@@ -224,7 +222,7 @@ def enhance_video(
         read_start = max(cfg.start or 0.0, float((skip_until - origin) * info.time_base))
 
     def decode():
-        if not cuda:
+        if not cuda:  # the model keeps every core; FFmpeg's decoder threads, started below, inherit this priority
             yield_cpu_to_model()
         if sink.finished:  # every frame was done by an earlier run: only the join is left
             put(decoded, DONE, stop)
@@ -251,7 +249,7 @@ def enhance_video(
     out_buffers = HostBuffers(queued + 2, out_shape, frame_dtype, pinned=True) if cuda else None
 
     def encode():
-        if not cuda:
+        if not cuda:  # x264's threads start at the first write, in this thread, and inherit its priority
             yield_cpu_to_model()
         while True:
             item = get(upscaled, stop)

@@ -52,26 +52,19 @@ def get(q: queue.Queue, stop: threading.Event):
 def yield_cpu_to_model() -> None:
     """Lowers the calling thread's CPU priority to the lowest (nice 19); threads it starts afterwards inherit it.
 
-    For the decode and encode threads of a CPU run. torch's intra-op threads meet at a barrier after every op, so
-    a codec thread that takes a core from one of them for a scheduler slice stalls the whole op; measured on a
-    2-vCPU Xeon (SRResNet x4, bf16, 160x120), an equal-priority x264 made the model's batches 1.5-2x slower and
-    end to end 0.5-0.7x model-only. At nice 19 the codecs run when the model leaves a core idle or when the bounded
-    queue between them is full, which makes the model wait. Linux sets nice per thread; elsewhere this is a no-op.
+    How a CPU run shares its cores: torch's intra-op threads take all of them at normal priority; the decode and
+    encode threads, and the FFmpeg/x264 worker threads they start (the codecs open on first use, in those
+    threads), run at nice 19. torch's threads meet at a barrier after every op, so a codec thread that takes a
+    core from one of them for a scheduler slice stalls the whole op: measured on a 2-vCPU Xeon (SRResNet x4, bf16,
+    160x120), an equal-priority x264 made the model's batches 1.5-2x slower. At nice 19 the codecs run on the
+    cores the model leaves idle, and on all of them while the bounded queue between the stages is full and the
+    model waits. Linux sets nice per thread; elsewhere this is a no-op.
     """
     try:
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, 19)
     except (AttributeError, OSError):
         pass
-
-
-def codec_threads(cores: int | None = None) -> int:
-    """Threads for the video encoder of a CPU run: a quarter of the cores (1 on 2-4 cores), torch keeps all of them.
-
-    With one thread x264 encodes inside the (low-priority) encode thread rather than in worker threads of normal
-    priority that would compete with the model; on 2 vCPUs x264 ``medium`` was no faster with 2 or 3 threads.
-    """
-    return max(1, (cores or os.cpu_count() or 1) // 4)
 
 
 class HostBuffers:
