@@ -79,18 +79,41 @@ class Upscaler:
     @torch.inference_mode()
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """Upscales (N,H,W,3) uint8/uint16 frames on the device into (N,H*s,W*s,3) frames of the same dtype."""
+        out, finite = self.launch(frames)
+        if finite is not None and not finite:  # a host sync; the CUDA pipeline reads the flag later (see launch)
+            out = self.redo_in_fp32(frames)
+        return out
+
+    @torch.inference_mode()
+    def launch(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Starts upscaling ``frames`` without waiting for the device.
+
+        Returns:
+            The output frames and, in fp16/bf16, a 0-dim bool tensor on the device that is False where some output
+            value was not finite (None in fp32). Read it once the output is used; if False, the output is not
+            valid and `redo_in_fp32` on the same frames gives the right one. Reading it at once would make the
+            host wait for the device after every batch.
+        """
         if frames.dtype not in PEAK:
             raise VsrError(f"frames must be uint8 or uint16, got {frames.dtype}")
         y = self._forward_resilient(self._to_input(frames))
-        if self.dtype != torch.float32 and not torch.isfinite(y).all():
-            # fp16/bf16 overflowed on this content: redo the batch in fp32 (from the frames, not the rounded input).
+        finite = torch.isfinite(y).all() if self.dtype != torch.float32 else None
+        return self._to_frames(y, frames.dtype), finite
+
+    @torch.inference_mode()
+    def redo_in_fp32(self, frames: torch.Tensor) -> torch.Tensor:
+        """Upscales ``frames`` in fp32 after a non-finite output, and runs every later batch in fp32 too."""
+        if self.dtype != torch.float32:
+            # fp16/bf16 overflowed on this content: redo from the frames, not from the rounded input.
             warnings.warn(f"non-finite output in {self.precision.name}; redoing in fp32 and continuing in fp32")
             self.notes.append(f"switched from {self.precision.name} to fp32 after a non-finite batch")
             self._set_precision(Precision("fp32", "fallback after non-finite output"))
-            y = self._forward_resilient(self._to_input(frames))
-        if frames.dtype != torch.uint8:
+        return self._to_frames(self._forward_resilient(self._to_input(frames)), frames.dtype)
+
+    def _to_frames(self, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        if dtype != torch.uint8:
             y = y.float()  # fp16 cannot hold 65535
-        y = y.clamp_(0, 1).mul_(PEAK[frames.dtype]).round_().to(frames.dtype)
+        y = y.clamp_(0, 1).mul_(PEAK[dtype]).round_().to(dtype)
         return y.permute(0, 2, 3, 1).contiguous()
 
     def _forward_resilient(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ Time: ``start``/``end`` are seconds from the first frame of the video stream; pt
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -28,7 +28,8 @@ class FrameBatch:
 
 
 def read_frames(path, batch_size: int = 8, start: float | None = None, end: float | None = None,
-                depth: int = 8) -> Iterator[FrameBatch]:
+                depth: int = 8, alloc: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None = None,
+                ) -> Iterator[FrameBatch]:
     """Decode a video into batches of RGB frames, each frame with its original pts.
 
     Args:
@@ -38,6 +39,8 @@ def read_frames(path, batch_size: int = 8, start: float | None = None, end: floa
         end: Keep frames before this second (same clock as ``start``); None for the end.
         depth: 8 for uint8 rgb24 frames, 16 for uint16 rgb48 frames scaled to the full 0..65535 range (keeps
             10-bit input without crushing it; 8-bit input reads as value * 257).
+        alloc: makes each batch's array from (shape, dtype); default ``np.empty``. The CUDA pipeline passes one
+            that returns pinned host memory, so each frame is written once, straight where the H2D copy reads it.
 
     Yields:
         FrameBatch with C-contiguous (N,H,W,3) frames. Frames without a pts get the previous pts plus one frame
@@ -81,11 +84,11 @@ def read_frames(path, batch_size: int = 8, start: float | None = None, end: floa
                 color_range, color_space, _, _ = frame_colour(frame, stream)
                 sws = sws_args(frame.format.name, color_space, color_range, width, height)
             if batch is None:  # a fresh array per batch: the consumer may still hold the previous one
-                batch = np.empty((batch_size, height, width, 3), dtype)
+                batch = (alloc or np.empty)((batch_size, height, width, 3), dtype)
             # Size changes mid-stream (some broadcast captures) are scaled back to the first frame's size.
             rgb = frame.reformat(width=width, height=height, format=rgb_format,
                                  src_colorspace=sws.get("matrix"), src_color_range=sws.get("range"))
-            batch[len(pts)] = rgb.to_ndarray()
+            _copy_rgb(rgb, batch[len(pts)])
             pts.append(int(p))
             last_pts = p
             if len(pts) == batch_size:
@@ -95,6 +98,15 @@ def read_frames(path, batch_size: int = 8, start: float | None = None, end: floa
             yield FrameBatch(batch[: len(pts)], pts, time_base)
         if start is None and end is None:
             _check_complete(container, stream, path, decoded, stats)
+
+
+def _copy_rgb(frame, out: np.ndarray) -> None:
+    """Copies a packed RGB frame's pixels into ``out`` (H, W, 3) once, without ``to_ndarray``'s intermediate array."""
+    plane = frame.planes[0]
+    height, row_bytes = out.shape[0], out.shape[1] * 3 * out.itemsize
+    rows = np.frombuffer(plane, np.uint8, count=plane.line_size * (height - 1) + row_bytes)
+    rows = np.lib.stride_tricks.as_strided(rows, (height, row_bytes), (plane.line_size, 1))
+    out.reshape(height, -1)[:] = rows.view(out.dtype.newbyteorder("<"))  # rgb24 / rgb48le
 
 
 def _check_complete(container, stream, path: str, decoded: int, stats: dict) -> None:
