@@ -73,13 +73,18 @@ def cpu_bf16_capability() -> str | None:
     true on any AVX-512 CPU, where bf16 is emulated. Where the flags cannot be read (not Linux), torch's AMX probe
     is the only evidence taken; without it bf16 is never chosen automatically.
     """
-    flags = cpu_flags()
-    if flags is not None:
-        return bf16_unit_from_flags(flags)
     try:
-        return "AMX" if torch._C._cpu._init_amx() else None
+        # Also asks the kernel for the AMX tile state (Linux >= 5.16), which torch's own bf16 kernels need.
+        amx_usable = bool(torch._C._cpu._init_amx())
     except (AttributeError, RuntimeError):
-        return None
+        amx_usable = False
+    flags = cpu_flags()
+    if flags is None:
+        return "AMX" if amx_usable else None
+    unit = bf16_unit_from_flags(flags)
+    if unit == "AMX" and not amx_usable:  # the OS did not grant the tiles: the AVX-512 bf16 units remain
+        unit = bf16_unit_from_flags(flags - {"amx_bf16"})
+    return unit
 
 
 @dataclass(frozen=True)
