@@ -59,7 +59,7 @@ def _sync(device: torch.device) -> None:
 
 
 def conv_tflops(device: torch.device, dtype: torch.dtype, batch: int, height: int, width: int,
-                repeats: int = 10) -> float:
+                repeats: int = 20) -> float:
     """TFLOP/s of a bare 3x3 64->64 conv (channels_last, ``dtype``) on (batch, 64, height, width): the bar."""
     with torch.inference_mode():
         x = torch.rand(batch, 64, height, width, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
