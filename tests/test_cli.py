@@ -104,8 +104,19 @@ def test_bench_json():
     result = run("bench", "-m", "espcn", "-s", "2", "--size", "32x24", "--frames", "4", "--device", "cpu", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    for key in ("decode_fps", "model_fps", "end_to_end_fps", "e2e_over_model", "peak_rss_mb", "precision"):
+    for key in ("decode_fps", "model_fps", "end_to_end_fps", "e2e_over_model", "peak_rss_mb", "precision",
+                "conv_tflops", "model_over_conv", "naive_fps", "e2e_over_naive"):
         assert report[key] > 0 if key != "precision" else report[key]
+
+
+def test_bench_profile_prints_op_shares():
+    result = run("bench", "-m", "srresnet", "-s", "2", "--size", "24x16", "--frames", "2", "--device", "cpu",
+                 "--profile", "--no-naive")
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.stdout.splitlines() if line.startswith("model time by op:"))
+    shares = dict(part.rsplit(" ", 2)[:2] for part in line.split(": ", 1)[1].split(", "))
+    assert "conv" in shares and 50 < float(shares["conv"]) <= 100  # a conv net spends most of its time in convs
+    assert "naive fps" in result.stdout and "model/conv" in result.stdout
 
 
 def test_bench_weights_file_names_its_own_arch(tmp_path):

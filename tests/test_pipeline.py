@@ -144,6 +144,29 @@ def test_non_finite_output_is_redone_in_fp32(clip_mp4, tmp_path):
     assert 0 < first.mean() < 255
 
 
+def test_launch_defers_the_finiteness_check_and_redo_uses_the_held_frames():
+    frames = torch.from_numpy(np.random.default_rng(4).integers(0, 256, (2, 8, 10, 3), dtype=np.uint8))
+    upscaler = Upscaler(NonFiniteInReducedPrecision(), torch.device("cpu"), Precision("bf16", "test"))
+    out, finite = upscaler.launch(frames)
+    assert finite is not None and finite.dtype == torch.bool and finite.dim() == 0 and not finite
+    with pytest.warns(UserWarning, match="non-finite"):
+        redone = upscaler.redo_in_fp32(frames)
+    assert upscaler.precision.name == "fp32" and redone.shape == (2, 16, 20, 3)
+    assert upscaler.launch(frames)[1] is None  # fp32 needs no check
+    torch.testing.assert_close(redone, upscaler(frames))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_non_finite_batch_is_redone_without_losing_frames(clip_mp4, tmp_path):
+    out = tmp_path / "out.mp4"
+    device = f"cuda:{torch.cuda.device_count() - 1}"  # the D2H event must be on this device's stream
+    with pytest.warns(UserWarning, match="non-finite"):
+        result = enhance_video(clip_mp4, out, NonFiniteInReducedPrecision(), EnhanceConfig(device=device,
+                                                                                          precision="fp16"))
+    assert result.precision == "fp32" and result.frames_out == 12
+    assert video_pts(out) == video_pts(clip_mp4)
+
+
 def test_bf16_close_to_fp32():
     net = tiny_srresnet(2)
     frames = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 24, 32, 3), dtype=np.uint8))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vsr.errors import VsrError
-from vsr.precision import choose_precision, cpu_bf16_capability, resolve_device
+from vsr.precision import bf16_unit_from_flags, choose_precision, cpu_bf16_capability, cpu_flags, resolve_device
 
 CPU = torch.device("cpu")
 
@@ -41,6 +41,29 @@ def test_auto_on_cuda_is_fp16():
 
 def test_detection_runs_here():
     assert cpu_bf16_capability() in (None, "AMX", "AVX512_BF16")
+
+
+CPUINFO = "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu sse2 avx2 avx512f avx512bw avx512vl {extra}\n\n"
+
+
+@pytest.mark.parametrize("extra, unit", [
+    ("", None),  # Skylake-SP / Cascade Lake / Ice Lake: AVX-512 but bf16 only emulated
+    ("avx512_vnni", None),
+    ("avx512_bf16", "AVX512_BF16"),  # Cooper Lake, Zen 4
+    ("avx512_bf16 amx_bf16 amx_tile amx_int8", "AMX"),  # Sapphire Rapids and later
+])
+def test_bf16_unit_from_cpuinfo_flags(tmp_path, extra, unit):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(CPUINFO.format(extra=extra) * 2)
+    assert bf16_unit_from_flags(cpu_flags(str(cpuinfo))) == unit
+    assert cpu_flags(str(tmp_path / "missing")) is None
+
+
+def test_detection_reads_this_cpus_flags():
+    flags = cpu_flags()
+    if flags is None:
+        pytest.skip("no /proc/cpuinfo here")
+    assert cpu_bf16_capability() == bf16_unit_from_flags(flags)
 
 
 def test_resolve_device():

@@ -66,9 +66,16 @@ def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 120)
         time.sleep(0.005)
 
 
+def _as_from_a_terminal() -> None:
+    # A test run started in the background by a non-interactive shell (`pytest &`) ignores SIGINT, and children
+    # inherit that; a `vsr` typed at a terminal does not ignore it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def vsr_process(*args) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "vsr", "enhance", *map(str, args)], cwd=REPO,
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            preexec_fn=_as_from_a_terminal)
 
 
 @pytest.fixture

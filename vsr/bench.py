@@ -1,7 +1,15 @@
 """`vsr bench`: decode-only, model-only, encode-only and end-to-end throughput, measured side by side in one run.
 
 The end-to-end figure runs the real `enhance_video` on a generated H.264 clip, so its ratio to model-only fps says
-how much the decode/encode threads and the queues cost. Nothing here is asserted; it prints what it measured.
+how much the decode/encode threads and the queues cost. Two more figures put those in context:
+
+* the machine's own bar: a bare 3x3 64->64 conv (channels_last, the run's precision and batch, at the input size)
+  timed in the same run; model-only TFLOP/s as a fraction of it says how close the model runs to the convolution
+  speed of this machine's matrix units;
+* a naive loop (decode one frame, run the same model graph on it, encode it; one thread of control, the encoder's
+  default threads), the baseline the pipeline has to beat.
+
+Nothing here is asserted; it prints what it measured.
 """
 
 from __future__ import annotations
@@ -9,11 +17,13 @@ from __future__ import annotations
 import resource
 import tempfile
 import time
+from collections import defaultdict
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from vsr import models, pipeline, video
 from vsr.precision import choose_precision, resolve_device
@@ -48,6 +58,67 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def conv_tflops(device: torch.device, dtype: torch.dtype, batch: int, height: int, width: int,
+                repeats: int = 20) -> float:
+    """TFLOP/s of a bare 3x3 64->64 conv (channels_last, ``dtype``) on (batch, 64, height, width): the bar."""
+    with torch.inference_mode():
+        x = torch.rand(batch, 64, height, width, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+        weight = torch.randn(64, 64, 3, 3, device=device).mul_(0.05).to(dtype)
+        weight = weight.contiguous(memory_format=torch.channels_last)
+        for _ in range(2):  # warm-up: kernel choice
+            F.conv2d(x, weight, padding=1)
+        _sync(device)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            F.conv2d(x, weight, padding=1)
+            _sync(device)
+            times.append(time.perf_counter() - start)
+    return 2 * batch * height * width * 64 * 64 * 9 / float(np.median(times)) / 1e12
+
+
+# Profiler op names -> the op types `--profile` reports.
+_OP_TYPES = {
+    "conv": ("conv", "mkldnn_convolution", "cudnn_convolution"),
+    "PReLU": ("prelu",),
+    "pixel_shuffle": ("pixel_shuffle",),
+    "add": ("aten::add",),
+    "copy / layout": ("copy_", "contiguous", "clone", "permute"),
+    "cast / scale": ("aten::to", "_to_copy", "div", "mul", "clamp", "round"),
+}
+
+
+def op_shares(upscaler: pipeline.Upscaler, batch: torch.Tensor) -> dict[str, float]:
+    """Share of the model call's op time per op type (self time of each op, from torch.profiler), largest first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if upscaler.device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        upscaler(batch)
+        _sync(upscaler.device)
+    totals: dict[str, float] = defaultdict(float)
+    for event in prof.key_averages():
+        us = event.self_device_time_total if upscaler.device.type == "cuda" else event.self_cpu_time_total
+        kind = next((k for k, keys in _OP_TYPES.items() if any(key in event.key for key in keys)), "other")
+        totals[kind] += us
+    whole = sum(totals.values()) or 1.0
+    return {k: round(v / whole, 3) for k, v in sorted(totals.items(), key=lambda kv: -kv[1]) if v / whole >= 0.001}
+
+
+def naive_loop_fps(clip: Path, out: Path, upscaler: pipeline.Upscaler, scale: int, codec: str) -> float:
+    """Frames/s of decode one frame -> model (batch 1) -> encode it, in one thread of control."""
+    info = video.probe(clip)
+    start = time.perf_counter()
+    frames = 0
+    with video.VideoWriter(out, width=info.width * scale, height=info.height * scale, time_base=info.time_base,
+                           fps=info.fps, codec=codec, overwrite=True) as writer:
+        for batch in video.read_frames(clip, 1):
+            sr = upscaler(torch.from_numpy(batch.frames).to(upscaler.device))
+            writer.write(sr.cpu().numpy(), batch.pts)
+            frames += 1
+    return frames / (time.perf_counter() - start)
+
+
 def run_bench(
     model: str | None = "srresnet",
     weights: str | None = None,
@@ -59,10 +130,13 @@ def run_bench(
     precision: str = "auto",
     batch_size: int = 4,
     codec: str = "libx264",
+    profile: bool = False,
+    naive: bool = True,
 ) -> dict:
     """Measures one configuration and returns a flat dict (the `--json` output).
 
-    With `weights`, `model` only checks the file's architecture; None takes the file's own.
+    With `weights`, `model` only checks the file's architecture; None takes the file's own. ``profile`` adds
+    ``op_shares`` (share of model time per op type); ``naive`` times the naive per-frame loop too.
     """
     dev = resolve_device(device)
     if weights:
@@ -107,6 +181,11 @@ def run_bench(
         outputs = [upscaler(batch) for batch in batches]
         _sync(dev)
         result["model_fps"] = frames / (time.perf_counter() - start)
+        result["conv_tflops"] = conv_tflops(dev, upscaler.dtype, batch_size, height, width)
+        result["model_tflops"] = result["gflops_per_frame"] * result["model_fps"] / 1000
+        result["model_over_conv"] = result["model_tflops"] / result["conv_tflops"]
+        if profile:
+            result["op_shares"] = op_shares(upscaler, batches[0])
 
         upscaled = np.concatenate([out.cpu().numpy() for out in outputs])
         start = time.perf_counter()
@@ -124,12 +203,17 @@ def run_bench(
         cfg = pipeline.EnhanceConfig(batch_size=batch_size, device=str(dev), precision=prec.name, codec=codec)
         run = pipeline.enhance_video(clip, Path(tmp) / "out.mp4", net, cfg)
         result["end_to_end_fps"] = run.frames_out / run.seconds
+        if naive:
+            result["naive_fps"] = naive_loop_fps(clip, Path(tmp) / "naive.mp4", upscaler, scale, codec)
+            result["e2e_over_naive"] = result["end_to_end_fps"] / result["naive_fps"]
     result["e2e_over_model"] = result["end_to_end_fps"] / result["model_fps"]
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if dev.type == "cuda":
         result["peak_vram_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
-    for key in ("decode_fps", "model_fps", "encode_fps", "end_to_end_fps", "e2e_over_model", "peak_rss_mb"):
-        result[key] = round(result[key], 3)
+    for key in ("decode_fps", "model_fps", "encode_fps", "end_to_end_fps", "e2e_over_model", "peak_rss_mb",
+                "conv_tflops", "model_tflops", "model_over_conv", "naive_fps", "e2e_over_naive"):
+        if key in result:
+            result[key] = round(result[key], 3)
     return result
 
 
@@ -138,14 +222,22 @@ def format_table(results: list[dict], extra: list[tuple[str, str]] = ()) -> str:
     columns = [
         ("model", "model"), ("scale", "x"), ("size", "in"), ("device", "device"), ("precision", "prec"),
         ("batch_size", "batch"), ("gflops_per_frame", "GFLOP/f"), ("decode_fps", "decode fps"),
-        ("model_fps", "model fps"), ("encode_fps", "encode fps"), ("end_to_end_fps", "e2e fps"),
-        ("e2e_over_model", "e2e/model"), ("peak_rss_mb", "RSS MB"), *extra,
+        ("model_fps", "model fps"), ("model_tflops", "model TF/s"), ("conv_tflops", "conv TF/s"),
+        ("model_over_conv", "model/conv"), ("encode_fps", "encode fps"), ("end_to_end_fps", "e2e fps"),
+        ("e2e_over_model", "e2e/model"), ("naive_fps", "naive fps"), ("e2e_over_naive", "e2e/naive"),
+        ("peak_rss_mb", "RSS MB"), *extra,
     ]
     rows = [[h for _, h in columns]] + [[_fmt(r.get(k)) for k, _ in columns] for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def format_shares(result: dict) -> str:
+    """The ``op_shares`` of a result as one line: "model time by op: conv 82.0 %, PReLU 16.1 %, ..."."""
+    shares = result.get("op_shares") or {}
+    return "model time by op: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in shares.items())
 
 
 def _fmt(value) -> str:

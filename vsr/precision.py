@@ -38,27 +38,53 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def bf16_unit_from_flags(flags: set[str] | frozenset[str]) -> str | None:
+    """The bf16 matrix unit that CPU feature flags (as in /proc/cpuinfo) name: "AMX", "AVX512_BF16" or None.
+
+    Only the instructions themselves count: ``amx_bf16`` (AMX tiles, Sapphire Rapids and later) or ``avx512_bf16``
+    (Cooper Lake, Zen 4 and later). Plain AVX-512 (Skylake-SP, Cascade Lake, Ice Lake) does not: oneDNN runs bf16
+    there by emulation, slower than fp32.
+    """
+    if "amx_bf16" in flags and "amx_tile" in flags:
+        return "AMX"
+    if "avx512_bf16" in flags:
+        return "AVX512_BF16"
+    return None
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str] | None:
+    """The feature flags of the first CPU in ``cpuinfo`` (Linux), or None where that file cannot be read."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return frozenset(value.split())
+    except OSError:
+        return None
+    return frozenset()
+
+
 @functools.cache
 def cpu_bf16_capability() -> str | None:
     """Names the CPU feature that makes bf16 fast here ("AMX" or "AVX512_BF16"), or None.
 
-    torch reports the vector ISA it dispatches to; oneDNN reports whether it has native bf16 kernels. Without
-    either, bf16 on a CPU is emulated and slower than fp32, so it is never chosen automatically.
+    Read from the CPU's own flags (/proc/cpuinfo). oneDNN's ``_is_mkldnn_bf16_supported()`` is not enough: it is
+    true on any AVX-512 CPU, where bf16 is emulated. Where the flags cannot be read (not Linux), torch's AMX probe
+    is the only evidence taken; without it bf16 is never chosen automatically.
     """
     try:
-        amx = bool(torch._C._cpu._init_amx())
+        # Also asks the kernel for the AMX tile state (Linux >= 5.16), which torch's own bf16 kernels need.
+        amx_usable = bool(torch._C._cpu._init_amx())
     except (AttributeError, RuntimeError):
-        amx = False
-    if amx:
-        return "AMX"
-    try:
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        native = False
-    isa = torch.backends.cpu.get_cpu_capability()
-    if native and isa.startswith("AVX512"):
-        return "AVX512_BF16"
-    return None
+        amx_usable = False
+    flags = cpu_flags()
+    if flags is None:
+        return "AMX" if amx_usable else None
+    unit = bf16_unit_from_flags(flags)
+    if unit == "AMX" and not amx_usable:  # the OS did not grant the tiles: the AVX-512 bf16 units remain
+        unit = bf16_unit_from_flags(flags - {"amx_bf16"})
+    return unit
 
 
 @dataclass(frozen=True)

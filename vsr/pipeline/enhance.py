@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -25,7 +26,7 @@ from vsr import video
 from vsr.errors import VsrError
 from vsr.pipeline.resize import output_size, square_pixel_size
 from vsr.pipeline.resume import ResumeState, SegmentSink, input_identity, model_identity, state_dir
-from vsr.pipeline.stages import DONE, HostBuffers, get, put, start_thread
+from vsr.pipeline.stages import DONE, HostBuffers, get, put, start_thread, yield_cpu_to_model
 from vsr.pipeline.upscaler import Upscaler, fit_memory
 from vsr.precision import Precision, choose_precision, resolve_device
 
@@ -262,11 +263,13 @@ def enhance_video(
         read_start = max(cfg.start or 0.0, float(skip_until * time_base - origin * info.time_base))
 
     def decode():
+        if not cuda:  # the model keeps every core; FFmpeg's decoder threads, started below, inherit this priority
+            yield_cpu_to_model()
         if sink.finished:  # every frame was done by an earlier run: only the join is left
             put(decoded, DONE, stop)
             return
         batches = video.read_frames(input_path, batch_size, start=read_start, end=cfg.end, depth=depth,
-                                    deinterlace=cfg.deinterlace, info=info)
+                                    deinterlace=cfg.deinterlace, info=info, alloc=pinned_array if cuda else None)
         try:
             for batch in batches:
                 if skip_until is not None and batch.pts[0] <= skip_until:
@@ -284,17 +287,31 @@ def enhance_video(
             batches.close()  # closes the input now, also when stopped early
 
     frame_dtype = torch.uint16 if depth == 16 else torch.uint8
+
+    def pinned_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        # CUDA: decoded frames are written once, into pinned memory the H2D copy reads asynchronously.
+        return torch.empty(shape, dtype=_TORCH_DTYPES[np.dtype(dtype)], pin_memory=True).numpy()
+
+    model_lock = threading.Lock()  # the encode thread redoes a non-finite batch with the same Upscaler
+
+    def redo_in_fp32(held: torch.Tensor) -> np.ndarray:
+        with model_lock, torch.cuda.device(device):
+            return upscaler.redo_in_fp32(held).cpu().numpy()
     out_shape = (batch_size, out_h, out_w, 3)
     out_buffers = HostBuffers(queued + 2, out_shape, frame_dtype, pinned=True) if cuda else None
 
     def encode():
+        if not cuda:  # x264's threads start at the first write, in this thread, and inherit its priority
+            yield_cpu_to_model()
         while True:
             item = get(upscaled, stop)
             if item is DONE or stop.is_set():
                 return
-            frames, pts, ready, buf = item
+            frames, pts, ready, buf, finite, held = item
             if ready is not None:
-                ready.synchronize()  # the D2H copy into this pinned buffer has landed
+                ready.synchronize()  # the D2H copy into this pinned buffer (and of the finiteness flag) has landed
+            if finite is not None and not finite.item():
+                frames = redo_in_fp32(held)  # the batch's input frames were kept on the device for this
             sink.write(frames, pts)
             counts["out"] += len(pts)
             if buf is not None:
@@ -306,6 +323,7 @@ def enhance_video(
     decode_errors: list[BaseException] = []
     encode_errors: list[BaseException] = []
     copy_stream = torch.cuda.Stream(device) if cuda else None
+    staged_batches: deque = deque()  # pinned host batches whose H2D copy may still be reading them
     try:
         if on_start:
             on_start(info, precision, device, plan)
@@ -319,23 +337,34 @@ def enhance_video(
                 break
             frames = torch.from_numpy(batch.frames)
             if cuda:
-                # Pinned staging so the H2D copy is asynchronous, on a side stream so it overlaps compute.
-                staged = frames.pin_memory()
+                # Pinned (decoded straight into it) so the H2D copy is asynchronous, on a side stream so it overlaps
+                # compute; the host batch is kept until its copy has landed.
+                staged = frames if frames.is_pinned() else frames.pin_memory()
                 with torch.cuda.stream(copy_stream):
                     frames = staged.to(device, non_blocking=True)
+                    copied = torch.cuda.Event()
+                    copied.record(copy_stream)
+                staged_batches.append((copied, staged))
+                while staged_batches and staged_batches[0][0].query():
+                    staged_batches.popleft()
                 torch.cuda.current_stream(device).wait_stream(copy_stream)
                 frames.record_stream(torch.cuda.current_stream(device))
-            sr = upscaler(frames)
-            n = sr.shape[0]
-            if cuda:
+                with model_lock:
+                    sr, finite = upscaler.launch(frames)
+                n = sr.shape[0]
                 buf = out_buffers.take()
                 host = buf[:n]
                 host.copy_(sr, non_blocking=True)
+                finite_host = None
+                if finite is not None:
+                    # Read by the encode thread after `ready`: no host sync per batch here.
+                    finite_host = torch.empty((), dtype=torch.bool, pin_memory=True)
+                    finite_host.copy_(finite, non_blocking=True)
                 ready = torch.cuda.Event()
-                ready.record()
-                item = (host.numpy(), batch.pts, ready, buf)
+                ready.record(torch.cuda.current_stream(device))  # the stream of --device cuda:N, not of GPU 0
+                item = (host.numpy(), batch.pts, ready, buf, finite_host, frames if finite is not None else None)
             else:
-                item = (sr.numpy(), batch.pts, None, None)
+                item = (upscaler(frames).numpy(), batch.pts, None, None, None, None)
             if not put(upscaled, item, stop):
                 break
         if decode_errors:

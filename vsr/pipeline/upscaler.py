@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from vsr.errors import VsrError
+from vsr.models import fast
 from vsr.pipeline.resize import resize_frames
 from vsr.precision import Precision
 
@@ -53,6 +54,8 @@ class Upscaler:
         self._set_precision(precision)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+        else:
+            fast.keep_freed_memory()
 
     def _set_precision(self, precision: Precision) -> None:
         if precision.name != "fp32" and not any(True for _ in self._fp32_model.parameters()):
@@ -64,6 +67,10 @@ class Upscaler:
         if self.dtype != torch.float32:
             self.model = copy.deepcopy(self._fp32_model).to(self.device, self.dtype)
         self.model = self.model.to(memory_format=torch.channels_last).eval()
+        # What runs: on CPU the SRResNet family as its faster inference graph (same weights, vsr.models.fast).
+        self.graph = self.model
+        if fast.supports(self.model, self.device):
+            self.graph = fast.fast_graph(self._fp32_model, self.dtype)
 
     def _to_input(self, frames: torch.Tensor) -> torch.Tensor:
         x = frames.permute(0, 3, 1, 2)
@@ -78,20 +85,43 @@ class Upscaler:
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """Upscales (N,H,W,3) uint8/uint16 frames on the device into (N,H*s,W*s,3) frames of the same dtype
         (or ``out_size``)."""
+        out, finite = self.launch(frames)
+        if finite is not None and not finite:  # a host sync; the CUDA pipeline reads the flag later (see launch)
+            out = self.redo_in_fp32(frames)
+        return out
+
+    @torch.inference_mode()
+    def launch(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Starts upscaling ``frames`` without waiting for the device.
+
+        Returns:
+            The output frames and, in fp16/bf16, a 0-dim bool tensor on the device that is False where some output
+            value was not finite (None in fp32). Read it once the output is used; if False, the output is not
+            valid and `redo_in_fp32` on the same frames gives the right one. Reading it at once would make the
+            host wait for the device after every batch.
+        """
         if frames.dtype not in PEAK:
             raise VsrError(f"frames must be uint8 or uint16, got {frames.dtype}")
         y = self._forward_resilient(self._to_input(frames))
-        if self.dtype != torch.float32 and not torch.isfinite(y).all():
-            # fp16/bf16 overflowed on this content: redo the batch in fp32 (from the frames, not the rounded input).
+        finite = torch.isfinite(y).all() if self.dtype != torch.float32 else None
+        return self._to_frames(y, frames.dtype), finite
+
+    @torch.inference_mode()
+    def redo_in_fp32(self, frames: torch.Tensor) -> torch.Tensor:
+        """Upscales ``frames`` in fp32 after a non-finite output, and runs every later batch in fp32 too."""
+        if self.dtype != torch.float32:
+            # fp16/bf16 overflowed on this content: redo from the frames, not from the rounded input.
             warnings.warn(f"non-finite output in {self.precision.name}; redoing in fp32 and continuing in fp32")
             self.notes.append(f"switched from {self.precision.name} to fp32 after a non-finite batch")
             self._set_precision(Precision("fp32", "fallback after non-finite output"))
-            y = self._forward_resilient(self._to_input(frames))
+        return self._to_frames(self._forward_resilient(self._to_input(frames)), frames.dtype)
+
+    def _to_frames(self, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         if self.out_size is not None:
             y = resize_frames(y, *self.out_size)
-        if frames.dtype != torch.uint8:
+        if dtype != torch.uint8:
             y = y.float()  # fp16 cannot hold 65535
-        y = y.clamp_(0, 1).mul_(PEAK[frames.dtype]).round_().to(frames.dtype)
+        y = y.clamp_(0, 1).mul_(PEAK[dtype]).round_().to(dtype)
         return y.permute(0, 2, 3, 1).contiguous()
 
     def _forward_resilient(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,7 +152,7 @@ class Upscaler:
 
     def _forward(self, x: torch.Tensor, tile: int) -> torch.Tensor:
         if tile <= 0 or (x.shape[2] <= tile and x.shape[3] <= tile):
-            return self.model(x)
+            return self.graph(x)
         return self._forward_tiled(x, tile)
 
     def _forward_tiled(self, x: torch.Tensor, tile: int) -> torch.Tensor:
@@ -135,7 +165,7 @@ class Upscaler:
                 bottom, right = min(top + tile, h), min(left + tile, w)
                 t0, l0 = max(top - pad, 0), max(left - pad, 0)
                 t1, l1 = min(bottom + pad, h), min(right + pad, w)
-                y = self.model(x[:, :, t0:t1, l0:l1])
+                y = self.graph(x[:, :, t0:t1, l0:l1])
                 out[:, :, top * s : bottom * s, left * s : right * s] = y[
                     :, :, (top - t0) * s : (bottom - t0) * s, (left - l0) * s : (right - l0) * s
                 ]

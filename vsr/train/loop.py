@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from vsr import data, evaluate, losses, models
 from vsr.errors import VsrError
+from vsr.models.fast import keep_freed_memory
 from vsr.precision import autocast, choose_precision, resolve_device
 from vsr.train.checkpoint import (
     CKPT_VERSION,
@@ -89,6 +90,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
     torch.manual_seed(cfg.seed)  # same on every rank: identical initial weights (DDP broadcasts them anyway)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop size: cuDNN's autotuned kernels pay off
+    else:
+        keep_freed_memory()  # every step frees and reallocates the same large activations
     precision = choose_precision(cfg.precision, device)
     ctx = autocast(device, precision)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.name == "fp16")

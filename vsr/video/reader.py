@@ -7,7 +7,7 @@ Time: ``start``/``end`` are seconds from the first frame of the video stream; pt
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -30,7 +30,8 @@ class FrameBatch:
 
 
 def read_frames(path, batch_size: int = 8, start: float | None = None, end: float | None = None,
-                depth: int = 8, deinterlace: str = "auto", info: VideoInfo | None = None) -> Iterator[FrameBatch]:
+                depth: int = 8, deinterlace: str = "auto", info: VideoInfo | None = None,
+                alloc: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None = None) -> Iterator[FrameBatch]:
     """Decode a video into batches of RGB frames, each frame with its display time as pts.
 
     Args:
@@ -43,6 +44,8 @@ def read_frames(path, batch_size: int = 8, start: float | None = None, end: floa
         deinterlace: One of :data:`~vsr.video.deinterlace.DEINTERLACE_MODES` (``auto``: interlaced sources are
             deinterlaced at their frame rate; ``field`` gives one frame per field, on half the time base).
         info: The file's :func:`probe`, if the caller has it (saves probing again).
+        alloc: makes each batch's array from (shape, dtype); default ``np.empty``. The CUDA pipeline passes one
+            that returns pinned host memory, so each frame is written once, straight where the H2D copy reads it.
 
     Yields:
         FrameBatch with C-contiguous (N,H,W,3) frames and pts in its ``time_base``: the input video's, or half of
@@ -113,8 +116,8 @@ def read_frames(path, batch_size: int = 8, start: float | None = None, end: floa
                     finished = True
                     break
                 if batch is None:  # a fresh array per batch: the consumer may still hold the previous one
-                    batch = np.empty((batch_size, height, width, 3), dtype)
-                batch[len(pts)] = out.reformat(**convert).to_ndarray()
+                    batch = (alloc or np.empty)((batch_size, height, width, 3), dtype)
+                _copy_rgb(out.reformat(**convert), batch[len(pts)])
                 pts.append(int(p))
                 if len(pts) == batch_size:
                     yield FrameBatch(batch, pts, out_time_base)
@@ -131,6 +134,15 @@ def _resized(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
     resized = frame.reformat(width=width, height=height, interpolation=SWS_QUALITY)
     resized.pts = frame.pts
     return resized
+
+
+def _copy_rgb(frame, out: np.ndarray) -> None:
+    """Copies a packed RGB frame's pixels into ``out`` (H, W, 3) once, without ``to_ndarray``'s intermediate array."""
+    plane = frame.planes[0]
+    height, row_bytes = out.shape[0], out.shape[1] * 3 * out.itemsize
+    rows = np.frombuffer(plane, np.uint8, count=plane.line_size * (height - 1) + row_bytes)
+    rows = np.lib.stride_tricks.as_strided(rows, (height, row_bytes), (plane.line_size, 1))
+    out.reshape(height, -1)[:] = rows.view(out.dtype.newbyteorder("<"))  # rgb24 / rgb48le
 
 
 def _check_complete(container, stream, path: str, decoded: int, stats: dict) -> None:
