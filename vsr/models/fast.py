@@ -52,11 +52,12 @@ class _Conv:
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype, example: tuple[int, ...]):
         self.padding = [weight.shape[-1] // 2] * 2
-        self.weight = weight.to(dtype).contiguous(memory_format=torch.channels_last)
         self.bias = None if bias is None else bias.to(dtype)
+        # oneDNN's blocked layout for this conv; `example` (N, C, H, W) only steers the layout choice: any input
+        # size runs with it.
         self.packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
-            self.weight.to_mkldnn(), self.padding, [1, 1], [1, 1], 1, list(example))
-        self.out_channels = weight.shape[0]
+            weight.to(dtype).contiguous(memory_format=torch.channels_last).to_mkldnn(), self.padding, [1, 1],
+            [1, 1], 1, list(example))
 
     def __call__(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
         if x.device.type != "cpu" or not x.is_contiguous(memory_format=torch.channels_last):
@@ -128,7 +129,7 @@ class FastSRResNet(nn.Module):
         self.scale = src.scale
         self.dtype = dtype
         feat = src.conv_first.out_channels
-        example = (1, feat, 64, 64)  # only the layout of the packed weights depends on it, not the sizes run
+        example = (1, feat, 64, 64)
         slope = functools.partial(self._slope, dtype=dtype)
         self.conv_first = _Conv(*_conv_params(src.conv_first), dtype, (1, src.conv_first.in_channels, 64, 64))
         self.prelu_first = slope(src.prelu_first)
