@@ -335,7 +335,4 @@ class Degradation:
         return self._compress(np.stack(out), draw.second_crf)
 
     def _compress(self, frames: np.ndarray, crf: int) -> np.ndarray:
-        height, width = frames.shape[1:3]
-        padded = recorder.pad_to_macroblocks(frames)  # keeps the round trip reproducible (see there)
-        coded = video.encode_decode(padded, codec=self.codec, crf=crf, preset=self.codec_preset)
-        return np.ascontiguousarray(coded[:, :height, :width])
+        return video.encode_decode(np.ascontiguousarray(frames), codec=self.codec, crf=crf, preset=self.codec_preset)

@@ -27,18 +27,6 @@ def _check_clip(frames: np.ndarray, what: str) -> None:
         raise VsrError(f"{what} needs (N,H,W,3) uint8 frames, got {frames.shape} {frames.dtype}")
 
 
-def pad_to_macroblocks(frames: np.ndarray) -> np.ndarray:
-    """Pads (N,H,W,3) frames on the bottom and right by edge pixels to whole 16x16 macroblocks, at least 2 more.
-
-    Codecs code whole macroblocks anyway, and swscale's chroma upsampling on decode reads one chroma sample past
-    an odd-width frame's edge (bytes nobody wrote, so a round trip of a small odd-sized clip was not reproducible
-    from its seed): with 2+ replicated pixels the stray reads land in the padding, which is cropped off again.
-    """
-    height, width = frames.shape[1:3]
-    pad_h, pad_w = -(height + 2) % 16 + 2, -(width + 2) % 16 + 2
-    return np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-
-
 def mpeg2_round_trip(
     frames: np.ndarray, bits_per_pixel: float, interlaced: bool = False, fps: int = 25
 ) -> np.ndarray:
@@ -49,7 +37,7 @@ def mpeg2_round_trip(
     for camcorder footage whose two fields were captured 1/50 s apart.
 
     Args:
-        frames: (N,H,W,3) uint8 RGB; padded by :func:`pad_to_macroblocks` and cropped back.
+        frames: (N,H,W,3) uint8 RGB; odd sizes are padded by edge pixels and cropped back.
         bits_per_pixel: Bitrate over pixel rate; see :data:`DVD_BITS_PER_PIXEL`.
         interlaced: Code the frames as interlaced (woven fields).
         fps: The nominal frame rate the bitrate is spread over.
@@ -61,7 +49,7 @@ def mpeg2_round_trip(
     if bits_per_pixel <= 0:
         raise VsrError(f"MPEG-2 needs a positive bitrate, got {bits_per_pixel} bits per pixel")
     n, height, width, _ = frames.shape
-    padded = pad_to_macroblocks(frames)
+    padded = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mpeg") as container:
         stream = container.add_stream("mpeg2video", rate=fps)
