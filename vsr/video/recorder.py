@@ -27,14 +27,12 @@ def _check_clip(frames: np.ndarray, what: str) -> None:
         raise VsrError(f"{what} needs (N,H,W,3) uint8 frames, got {frames.shape} {frames.dtype}")
 
 
-def mpeg2_round_trip(
-    frames: np.ndarray, bits_per_pixel: float, interlaced: bool = False, fps: int = 25
-) -> np.ndarray:
+def mpeg2_round_trip(frames: np.ndarray, bits_per_pixel: float, interlaced: bool = False, fps: int = 25) -> np.ndarray:
     """Encodes frames with FFmpeg's MPEG-2 encoder as a DVD recorder would, and decodes them again.
 
     DVD-like settings: 4:2:0, a 12-frame GOP with two B-frames, a mean bitrate of ``bits_per_pixel`` times the
-    pixel rate held by a DVD-sized rate-control buffer; ``interlaced`` adds interlaced DCT and motion estimation (``+ildct+ilme``, top field first), as
-    for camcorder footage whose two fields were captured 1/50 s apart.
+    pixel rate held by a DVD-sized rate-control buffer; ``interlaced`` adds interlaced DCT and motion estimation
+    (``+ildct+ilme``, top field first), as for camcorder footage whose two fields were captured 1/50 s apart.
 
     Args:
         frames: (N,H,W,3) uint8 RGB; odd sizes are padded by edge pixels and cropped back.
