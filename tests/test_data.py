@@ -96,7 +96,8 @@ def test_realistic_differs_from_bicubic_and_is_blockier():
     realistic = Degradation("realistic")(hr, 4, np.random.default_rng(0))
     assert np.abs(realistic.astype(int) - bicubic).mean() > 1.0
     # Same seed with and without the codec: the draws stay aligned, so only H.264 differs between the two.
-    heavy = dict(crf=(40, 40), jpeg_prob=0.0, noise_sigma=(0.0, 0.0), poisson_prob=0.0)
+    heavy = dict(crf=(40, 40), jpeg_prob=0.0, noise_sigma=(0.0, 0.0), poisson_prob=0.0, camera_noise_prob=0.0,
+                 interlace_prob=0.0, chroma_prob=0.0, mpeg2_prob=0.0, second_order_prob=0.0)
     coded = Degradation("realistic", **heavy)(hr, 4, np.random.default_rng(1))
     uncoded = Degradation("realistic", video_prob=0.0, **heavy)(hr, 4, np.random.default_rng(1))
     assert _blockiness(coded) > _blockiness(uncoded) + 0.2
@@ -113,6 +114,92 @@ def test_degrade_clip_shapes_and_one_camera():
     assert np.array_equal(plain[2], bicubic_downscale(frames[2], 2))
 
 
+# Every stage of the realistic chain off: what is left is the bicubic downscale. Tests switch on one stage at a time.
+NOTHING = dict(blur_sigma=(0.0, 0.0), noise_sigma=(0.0, 0.0), poisson_prob=0.0, camera_noise_prob=0.0,
+               interlace_prob=0.0, chroma_prob=0.0, jpeg_prob=0.0, video_prob=0.0, second_order_prob=0.0)
+
+
+def _stage(**on) -> Degradation:
+    return Degradation("realistic", **{**NOTHING, **on})
+
+
+def _luma(img: np.ndarray) -> np.ndarray:
+    return img.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def test_realistic_with_every_stage_off_is_bicubic():
+    hr = _picture(64, 96)
+    assert np.array_equal(_stage()(hr, 4, np.random.default_rng(0)), bicubic_downscale(hr, 4))
+
+
+def test_every_stage_on_is_seeded_and_keeps_shapes():
+    everything = dict(camera_noise_prob=1.0, interlace_prob=1.0, field_motion=(4.0, 4.0), chroma_prob=1.0,
+                      jpeg_prob=1.0, video_prob=1.0, mpeg2_prob=1.0, second_order_prob=1.0, first_factor=(1.5, 2.0))
+    deg = _stage(blur_sigma=(0.5, 1.5), **everything)
+    hr = _picture(76, 100)
+    a, b = deg(hr, 4, np.random.default_rng(5)), deg(hr, 4, np.random.default_rng(5))
+    assert a.shape == (19, 25, 3) and np.array_equal(a, b)
+    assert not np.array_equal(a, deg(hr, 4, np.random.default_rng(6)))
+    frames = np.stack([_picture(48, 64, seed=i) for i in range(4)])
+    clip = deg.degrade_clip(frames, 4, np.random.default_rng(2))
+    assert clip.shape == (4, 12, 16, 3) and np.array_equal(clip, deg.degrade_clip(frames, 4, np.random.default_rng(2)))
+
+
+def test_camera_noise_grows_in_low_light_and_in_the_shadows():
+    def noise(level: int, peak: float) -> tuple[float, float]:
+        flat = np.full((128, 128, 3), level, np.uint8)
+        out = _stage(camera_noise_prob=1.0, camera_peak=(peak, peak), read_noise=(0.5, 0.5), gray_noise_prob=0.0)(
+            flat, 4, np.random.default_rng(0)).astype(np.float64)
+        return float(out.std()), float(out.mean())
+
+    dark_dim, dark_mean = noise(40, 50.0)
+    bright_dim, bright_mean = noise(200, 50.0)
+    bright_lit, _ = noise(200, 1000.0)
+    assert bright_dim > 2 * bright_lit > 0  # fewer photons, more noise: signal-dependent shot noise
+    assert dark_dim > bright_dim  # read noise stretched by the gamma: the shadows are the noisiest
+    assert abs(bright_mean - 200) < 3 and abs(dark_mean - 40) < 6  # noise, not a change of exposure
+
+
+def test_chroma_stage_keeps_luma_and_411_blurs_colour_sideways():
+    hr = np.full((64, 128, 3), 128, np.uint8)
+    hr[:, (np.arange(128) // 8) % 2 == 0] = (210, 90, 120)  # 8-px colour stripes: 2 px wide in LR
+    plain = bicubic_downscale(hr, 4)
+    dv = _stage(chroma_prob=1.0, chroma_formats=("yuv411p",))(hr, 4, np.random.default_rng(0))
+    assert np.abs(_luma(dv) - _luma(plain)).mean() < 3  # luma survives
+    assert np.abs(dv.astype(int) - plain).mean() > 8  # the colour of 2-px stripes does not
+
+
+def test_interlace_stage_weaves_moving_fields_then_deinterlaces():
+    hr = _picture(128, 128)
+    kept = _stage(interlace_prob=1.0, field_motion=(8.0, 8.0), deinterlacers=("bob",))(hr, 4, np.random.default_rng(0))
+    plain = bicubic_downscale(hr, 4).astype(np.float64)
+    # Line doubling: every odd line is the mean of the top-field lines around it; the top field is the HR's picture.
+    out = kept.astype(np.float64)
+    assert np.abs(out[1:-1:2] - (out[0:-2:2] + out[2::2]) / 2).max() <= 1
+    assert np.abs(out[0::2] - plain[0::2]).mean() < 1
+    for method in ("bwdif", "yadif"):
+        deint = _stage(interlace_prob=1.0, field_motion=(8.0, 8.0), deinterlacers=(method,))(
+            hr, 4, np.random.default_rng(0))
+        assert 0.5 < np.abs(deint - plain).mean() < 10  # changed, but the picture is still the picture
+
+
+def test_mpeg2_stage_is_blockier_at_low_dvd_bitrates():
+    hr = _picture(256, 256)
+    coded = _stage(video_prob=1.0, mpeg2_prob=1.0, mpeg2_bpp=(0.1, 0.1))(hr, 4, np.random.default_rng(0))
+    assert _blockiness(coded) > _blockiness(bicubic_downscale(hr, 4)) + 0.2
+
+
+def test_second_round_blurs_and_recompresses():
+    hr = _picture(256, 256)
+    hr[:, (np.arange(256) // 8) % 2 == 0] //= 2  # stripes 2 LR pixels wide: detail a blur takes away
+    first = _stage(video_prob=1.0, crf=(23, 23))(hr, 4, np.random.default_rng(0))
+    second = _stage(video_prob=1.0, crf=(23, 23), second_order_prob=1.0, first_factor=(1.0, 1.0),
+                    second_blur=(1.5, 1.5), second_crf=(23, 23))(hr, 4, np.random.default_rng(0))
+    assert second.shape == first.shape
+    energy = [np.abs(np.diff(_luma(img), axis=1)).mean() for img in (first, second)]
+    assert energy[1] < 0.8 * energy[0]  # a copy of a blurred copy holds less detail
+
+
 def test_degradation_rejects_bad_settings():
     with pytest.raises(VsrError, match="unknown degradation"):
         Degradation("jpeg")
@@ -120,6 +207,10 @@ def test_degradation_rejects_bad_settings():
         Degradation("realistic", crf=(35, 18))
     with pytest.raises(VsrError, match="jpeg_prob"):
         Degradation("realistic", jpeg_prob=1.5)
+    with pytest.raises(VsrError, match="deinterlacers"):
+        Degradation("realistic", deinterlacers=("weave",))
+    with pytest.raises(VsrError, match="first_factor"):
+        Degradation("realistic", first_factor=(0.5, 1.0))
 
 
 # --------------------------------------------------------------------------------------------------- files

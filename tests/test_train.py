@@ -266,11 +266,12 @@ def test_cli_config_file_with_flags_overriding_it(folders, tmp_path):
         f'workers = 0\nval_dir = "{folders["val"]}"\nval_every = 100\nprecision = "fp32"\nlr = 0.001\n'
         f"[degrade_args]\ncrf = [20, 30]\n"
     )
-    result = CliRunner().invoke(train_cmd, ["--config", str(config), "--steps", "2", "--run", str(run)])
+    flags = ["--mpeg2-prob", "1", "--mpeg2-bpp", "0.3,0.5", "--interlace-prob", "0.5"]  # merged into degrade_args
+    result = CliRunner().invoke(train_cmd, ["--config", str(config), "--steps", "2", "--run", str(run), *flags])
     assert result.exit_code == 0, result.output
     saved = json.loads((run / "config.json").read_text())
     assert saved["steps"] == 2 and saved["lr"] == 0.001 and saved["num_feat"] == 8
-    assert saved["degrade_args"] == {"crf": [20, 30]}
+    assert saved["degrade_args"] == {"crf": [20, 30], "mpeg2_prob": 1.0, "mpeg2_bpp": [0.3, 0.5], "interlace_prob": 0.5}
     # --resume starts from the run's own config: only the flags given change.
     result = CliRunner().invoke(train_cmd, ["--run", str(run), "--resume", "--steps", "3"])
     assert result.exit_code == 0, result.output

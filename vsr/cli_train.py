@@ -21,7 +21,8 @@ from vsr.precision import PRECISIONS
 
 SCALES = ("2", "3", "4", "8")
 # data.Degradation fields settable by flag (into TrainConfig.degrade_args); any field can be set in --config.
-DEGRADE_FLAGS = ("blur_sigma", "noise_sigma", "poisson_prob", "jpeg_prob", "jpeg_quality", "video_prob", "crf")
+DEGRADE_FLAGS = ("blur_sigma", "noise_sigma", "poisson_prob", "camera_noise_prob", "interlace_prob", "chroma_prob",
+                 "jpeg_prob", "jpeg_quality", "video_prob", "mpeg2_prob", "mpeg2_bpp", "crf", "second_order_prob")
 
 
 def click_error(exc: VsrError) -> click.ClickException:
@@ -120,7 +121,8 @@ _D = train.TrainConfig()  # flag defaults are the dataclass's: one source of tru
 )
 @click.option(
     "--degrade", type=click.Choice(["bicubic", "realistic"]), default=_D.degrade, show_default=True,
-    help="How LR is made: the paper's bicubic, or blur + noise + JPEG + H.264 like real footage.",
+    help="How LR is made: the paper's bicubic, or a recorder chain like real footage (blur, sensor noise, "
+    "interlacing, chroma subsampling, JPEG, MPEG-2/H.264, deinterlacing, a second round).",
 )
 @click.option(
     "--blur-sigma", type=_Range(), default=None,
@@ -135,15 +137,39 @@ _D = train.TrainConfig()  # flag defaults are the dataclass's: one source of tru
     help="realistic: chance of Poisson instead of Gaussian noise  [default: 0.3]",
 )
 @click.option(
+    "--camera-noise-prob", type=click.FloatRange(0, 1), default=None,
+    help="realistic: chance of sensor noise in linear light (shot + read noise, low light) instead  [default: 0.3]",
+)
+@click.option(
+    "--interlace-prob", type=click.FloatRange(0, 1), default=None,
+    help="realistic: chance of interlaced capture, deinterlaced by bwdif, yadif or line doubling  [default: 0.25]",
+)
+@click.option(
+    "--chroma-prob", type=click.FloatRange(0, 1), default=None,
+    help="realistic: chance of 4:2:0 or DV 4:1:1 chroma subsampling by swscale  [default: 0.3]",
+)
+@click.option(
     "--jpeg-prob", type=click.FloatRange(0, 1), default=None,
     help="realistic: chance of a JPEG stage  [default: 0.3]",
 )
 @click.option("--jpeg-quality", type=_Range(), default=None, help="realistic: JPEG quality range  [default: 40,95]")
 @click.option(
     "--video-prob", type=click.FloatRange(0, 1), default=None,
-    help="realistic: chance of the H.264 round trip  [default: 1]",
+    help="realistic: chance of a codec round trip (H.264 or MPEG-2)  [default: 1]",
+)
+@click.option(
+    "--mpeg2-prob", type=click.FloatRange(0, 1), default=None,
+    help="realistic: share of coded clips coded as MPEG-2 (DVD) instead of H.264  [default: 0.3]",
+)
+@click.option(
+    "--mpeg2-bpp", type=_Range(), default=None,
+    help="realistic: MPEG-2 bits per pixel range (DVD: 0.2-0.95)  [default: 0.2,0.95]",
 )
 @click.option("--crf", type=_Range(), default=None, help="realistic: libx264 CRF range  [default: 18,35]")
+@click.option(
+    "--second-order-prob", type=click.FloatRange(0, 1), default=None,
+    help="realistic: chance of a second round (blur, resize, noise, H.264), as Real-ESRGAN  [default: 0.4]",
+)
 @click.option(
     "--workers", type=click.IntRange(0), default=_D.workers, show_default=True,
     help="DataLoader worker processes (0: load in the training process).",

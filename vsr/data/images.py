@@ -26,6 +26,11 @@ def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
     return out[..., None] if squeeze else out
 
 
+def bicubic_resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bicubic resize (a = -0.5, Pillow, antialiased when shrinking) of a uint8 (H, W, C) image to any size."""
+    return _resize(img, width, height)
+
+
 def bicubic_downscale(hr: np.ndarray, scale: int) -> np.ndarray:
     """Antialiased bicubic downscaling: the LR image of the SR papers' protocol (used by training and ``vsr eval``).
 
