@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from vsr import cli_distributed
 from vsr.cli_train import click_error, eval_cmd, load_cli_model, model_given, prepare_cmd, train_cmd
 from vsr.errors import VsrError
 
@@ -178,8 +179,14 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
     tag = f"{outscale:g}" if outscale else str(scale)
     # `kill` (SIGTERM) stops as cleanly as Ctrl-C: temp files removed, resume state kept.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
+    from vsr.pipeline import distributed
+
+    me = distributed.start(cfg) if distributed.launched() else None  # under torchrun: see vsr/cli_distributed.py
     try:
         if not input.is_dir():
+            if me is not None:
+                cli_distributed.enhance_one(input, output, net, cfg, me)
+                return
             _enhance_one(input, output, net, cfg)
             return
         files = _media_in(input, tag)
@@ -190,6 +197,11 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
                 output.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise VsrError(f"cannot create output folder {output}: {err.strerror or err}") from None
+        if me is not None:
+            jobs = [(path, (output or path.parent) / pipeline.default_output_path(path, cfg.outscale or scale).name)
+                    for path in files]
+            cli_distributed.enhance_folder(jobs, lambda path, out: _enhance_one(path, out, net, cfg, me.main), me)
+            return
         for path in files:
             _enhance_one(path, output / pipeline.default_output_path(path, cfg.outscale or scale).name if output else None, net, cfg)
     except KeyboardInterrupt as exc:
@@ -198,6 +210,8 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if me is not None:
+            distributed.finish()
 
 
 def parse_encoder_opts(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -217,7 +231,7 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _enhance_one(path: Path, output: Path | None, net, cfg) -> None:
+def _enhance_one(path: Path, output: Path | None, net, cfg, show_progress: bool = True) -> None:
     from tqdm import tqdm
 
     from vsr import pipeline, video
@@ -246,7 +260,8 @@ def _enhance_one(path: Path, output: Path | None, net, cfg) -> None:
             total = max(0, min(total, round((last - first) * float(info.fps))))
         if total and plan.deinterlace == "field":
             total *= 2
-        bar = tqdm(total=total or None, unit="frame", desc="enhance", dynamic_ncols=True, file=sys.stderr)
+        bar = tqdm(total=total or None, unit="frame", desc="enhance", dynamic_ncols=True, file=sys.stderr,
+                   disable=not show_progress)
 
     try:
         result = pipeline.enhance_video(path, output, net, cfg, progress=lambda n: bar.update(n), on_start=on_start)

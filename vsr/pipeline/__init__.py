@@ -10,6 +10,7 @@ last pts are checked in == out at the end of every run.
 - `resize.py`: `resize_frames` (antialiased bicubic after the model: --outscale, --width/--height), `output_size`.
 - `upscaler.py`: `Upscaler` (batching, tiling, out-of-memory and non-finite recovery) and the pre-flight memory fit.
 - `resume.py`: `--resume` segments, their manifest and the final join.
+- `distributed.py`: under torchrun, one video's segments (or a folder's files) shared out across ranks.
 """
 
 from vsr.pipeline.enhance import EnhanceConfig, EnhanceResult, Interrupted, default_output_path, enhance_video

@@ -182,6 +182,7 @@ def enhance_video(
     cfg: EnhanceConfig | None = None,
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[video.VideoInfo, Precision, torch.device, OutputPlan], None] | None = None,
+    sink_factory: Callable[..., object] | None = None,
 ) -> EnhanceResult:
     """Upscales every frame of a video and writes it with the original pts and the source's other streams.
 
@@ -195,6 +196,9 @@ def enhance_video(
             ``--resume`` run finished).
         on_start: called once with the probe, the chosen precision and device, and the :class:`OutputPlan`
             (the CLI prints them).
+        sink_factory: called like `resume_parts` to make the sink frames go to instead of the target or the
+            resume segments (`vsr.pipeline.distributed` writes a window of segments). A sink's ``done_last_pts``
+            and ``frame_limit`` make the decoder start after that pts and stop after that many frames.
 
     Returns:
         What was done. Raises VsrError on any failure and `Interrupted` on Ctrl-C, leaving nothing at the target.
@@ -238,7 +242,9 @@ def enhance_video(
         pix_fmt=pix_fmt, sample_aspect_ratio=sample_aspect, container=output_path.suffix,
         options=dict(cfg.encoder_options) or None, **info.color_tags)
     rebase = cfg.start is not None and not cfg.keep_timestamps
-    if cfg.resume:
+    if sink_factory is not None:
+        sink = sink_factory(input_path, output_path, model, cfg, info, upscaler, plan, depth, frame_args, rebase)
+    elif cfg.resume:
         sink = _segment_sink(input_path, output_path, model, cfg, info, upscaler, plan, depth, frame_args, rebase)
     else:
         if state_dir(output_path).is_dir():
@@ -256,6 +262,7 @@ def enhance_video(
     counts = {"in": 0, "out": 0, "last_pts": None}
     started = time.perf_counter()
     skip_until = sink.done_last_pts
+    frame_limit = getattr(sink, "frame_limit", None)
     read_start = cfg.start
     if skip_until is not None:
         # Seek near the first unfinished frame; frames up to the last finished pts are dropped exactly, by pts.
@@ -278,6 +285,13 @@ def enhance_video(
                         continue
                     batch = video.FrameBatch(np.ascontiguousarray(batch.frames[keep[0] :]), batch.pts[keep[0] :],
                                              batch.time_base)
+                if frame_limit is not None and counts["in"] + len(batch.pts) >= frame_limit:
+                    take = frame_limit - counts["in"]
+                    batch = video.FrameBatch(batch.frames[:take], batch.pts[:take], batch.time_base)
+                    counts["in"] += take
+                    counts["last_pts"] = batch.pts[-1]
+                    put(decoded, batch, stop)
+                    break
                 counts["in"] += len(batch.pts)
                 counts["last_pts"] = batch.pts[-1]
                 if not put(decoded, batch, stop):
@@ -419,6 +433,25 @@ def _segment_sink(input_path: Path, target: Path, model: nn.Module, cfg: Enhance
                   rebase: bool) -> SegmentSink:
     """The resume state for ``target`` (found or new) and a sink writing segments into it."""
     video.check_output_path(target, input_path, cfg.overwrite)  # now, not after hours of work
+    parts = resume_parts(input_path, target, model, cfg, info, upscaler, plan, depth, frame_args, rebase)
+    state = ResumeState(target, parts.identity, video.segment_suffix(target))
+    return SegmentSink(state, parts.segment_frames, parts.open_writer, parts.join)
+
+
+@dataclass
+class ResumeParts:
+    """What segmenting a run takes: the state's identity, the segment size, a segment writer and the join."""
+
+    identity: dict
+    segment_frames: int
+    open_writer: Callable[[Path], video.VideoWriter]
+    join: Callable[[list[Path], Path], video.JoinResult]
+
+
+def resume_parts(input_path: Path, target: Path, model: nn.Module, cfg: EnhanceConfig, info: video.VideoInfo,
+                 upscaler: Upscaler, plan: OutputPlan, depth: int, frame_args: video.FrameSettings,
+                 rebase: bool) -> ResumeParts:
+    """The identity, segment size, segment writer and join of a segmented run with these settings."""
     # Everything that changes the segments' pixels or pts; audio/subtitle choices only matter at the join.
     settings = {
         "width": frame_args.width, "height": frame_args.height, "time_base": str(frame_args.time_base),
@@ -428,7 +461,6 @@ def _segment_sink(input_path: Path, target: Path, model: nn.Module, cfg: Enhance
         "encoder_options": dict(sorted(cfg.encoder_options.items())),
     }
     identity = {"input": input_identity(input_path), "model": model_identity(model), "settings": settings}
-    state = ResumeState(target, identity, video.segment_suffix(target))
     fps = frame_args.fps
     segment_frames = cfg.segment_frames or (max(1, round(10 * fps)) if fps else 300)
 
@@ -442,4 +474,4 @@ def _segment_sink(input_path: Path, target: Path, model: nn.Module, cfg: Enhance
             fps=fps, rebase=rebase, **info.color_tags,
         )
 
-    return SegmentSink(state, segment_frames, open_writer, join_into)
+    return ResumeParts(identity, segment_frames, open_writer, join_into)

@@ -13,6 +13,12 @@ It then decodes from the last finished frame on, dropping frames by pts up to it
 segment. When every frame is done, `video.join_segments` remuxes the segments and the source's other streams into
 a file inside the state folder; that file is checked (frame count and last pts) and renamed onto the target, and
 the state folder is removed. The target path therefore only ever appears complete.
+
+Distributed runs (`vsr.pipeline.distributed`) write segments out of order from several processes: each finished
+segment also gets a record ``seg-NNNNN.json`` (`write_record`, temp + rename, after its video file), since only
+the process holding the lock writes the manifest. Records are merged into the manifest when the state is loaded
+(and by `ResumeState.adopt_records`). A ``sparse`` state keeps every segment whose file is there; a plain one
+keeps the unbroken run from ``seg-00000`` on, so single-process ``--resume`` can continue a distributed run.
 """
 
 from __future__ import annotations
@@ -36,6 +42,17 @@ from vsr.errors import VsrError
 
 MANIFEST = "manifest.json"
 VERSION = 1
+RECORD_SUFFIX = ".json"
+
+
+def segment_name(index: int, suffix: str) -> str:
+    """File name of segment ``index`` (0-based) in a state folder."""
+    return f"seg-{index:05d}{suffix}"
+
+
+def segment_index(name: str) -> int:
+    """The index in a `segment_name`."""
+    return int(name[4:9])
 
 
 def state_dir(target: Path) -> Path:
@@ -72,6 +89,18 @@ class Segment:
     last_pts: int
 
 
+def write_record(folder: Path, segment: Segment) -> None:
+    """Records a finished segment (its file already renamed into place) beside it, for the lock holder to adopt."""
+    record = folder / (Path(segment.file).stem + RECORD_SUFFIX)
+    temp = folder / f".{record.name}.tmp"
+    try:
+        temp.write_text(json.dumps(vars(segment)))
+        os.replace(temp, record)
+    except OSError as err:
+        temp.unlink(missing_ok=True)
+        raise VsrError(f"cannot write resume state {folder}: {err.strerror or err}") from None
+
+
 class ResumeState:
     """The state folder of one target: its manifest, finished segments and an exclusive lock.
 
@@ -79,10 +108,12 @@ class ResumeState:
         target: the final output file.
         identity: ``{"input": ..., "model": ..., "settings": ...}``; must equal a found manifest's.
         suffix: the segments' file extension (`video.segment_suffix`).
+        sparse: keep finished segments after a gap (distributed runs fill the gaps); else only the unbroken run.
     """
 
-    def __init__(self, target: Path, identity: dict, suffix: str):
+    def __init__(self, target: Path, identity: dict, suffix: str, sparse: bool = False):
         self.target = target
+        self.sparse = sparse
         self.suffix = suffix
         self.dir = state_dir(target)
         self.identity = identity
@@ -119,15 +150,37 @@ class ResumeState:
                 raise VsrError(f"resume state {self.dir} is damaged ({type(err).__name__}: {err}); delete that folder "
                                "to start over") from None
             self._check_identity(found)
-            # Keep the unbroken run of segments whose files are there; anything after a gap is redone.
-            for seg in segments:
-                file = self.dir / seg.file
-                if not file.is_file() or file.stat().st_size == 0:
-                    break
-                self.segments.append(seg)
+            self._merge(segments)
             self.finished = finished and len(self.segments) == len(segments)
         self._remove_strays()
         self.save()
+
+    def _merge(self, listed: list[Segment]) -> None:
+        """Sets ``segments`` from the manifest's list and the records of finished segments, in index order."""
+        found = {seg.file: seg for seg in listed}
+        for record in self.dir.glob("seg-*" + RECORD_SUFFIX):
+            try:
+                seg = Segment(**json.loads(record.read_text()))
+            except (OSError, ValueError, TypeError):
+                continue  # a damaged record: its segment is redone
+            found.setdefault(seg.file, seg)
+        self.segments = []
+        for name in sorted(found, key=segment_index):
+            file = self.dir / name
+            if not file.is_file() or file.stat().st_size == 0:
+                if self.sparse:
+                    continue
+                break
+            if not self.sparse and name != segment_name(len(self.segments), self.suffix):
+                break  # anything after a gap is redone
+            self.segments.append(found[name])
+
+    def adopt_records(self) -> None:
+        """Merges the records other processes wrote since the load into the manifest, and deletes them."""
+        self._merge(self.segments)
+        self.save()
+        for record in self.dir.glob("seg-*" + RECORD_SUFFIX):
+            record.unlink(missing_ok=True)
 
     def _check_identity(self, found: dict) -> None:
         if found["input"] != self.identity["input"]:
@@ -163,7 +216,7 @@ class ResumeState:
         return self.segments[-1].last_pts if self.segments else None
 
     def segment_path(self, index: int) -> Path:
-        return self.dir / f"seg-{index:05d}{self.suffix}"
+        return self.dir / segment_name(index, self.suffix)
 
     def add(self, segment: Segment) -> None:
         self.segments.append(segment)

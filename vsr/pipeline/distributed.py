@@ -1,0 +1,406 @@
+"""Distributed enhance under torchrun: the `--resume` segments of one video, or the files of a folder, across ranks.
+
+Launched as ``torchrun --nproc_per_node N -m vsr enhance ...`` (``WORLD_SIZE`` > 1 in the environment), every rank
+runs the same command. Coordination is split in two, by what each part needs to survive:
+
+- Control messages go through a torch.distributed process group on **gloo**, also on CUDA machines: they are a few
+  small Python objects (the segment plan from rank 0, every rank's outcome at the end), not tensors, so NCCL would
+  add nothing but a GPU context. torchrun's rendezvous gives multi-node runs for free.
+- The work itself lives in the **shared file system**, in the target's ``--resume`` state folder: every segment is
+  a file renamed into place once complete plus a small record (`resume.write_record`). Whatever a killed rank
+  finished is therefore kept, and a rerun of the same command does only the segments that are missing.
+
+Rank 0 takes the state's lock (a second run on the same output refuses in one line), lists the frames' pts (one
+decode pass without the model, so segment boundaries are exactly those of a single-process ``--resume`` run with
+the same segment size), and hands the missing segments out in contiguous runs. Each rank decodes each of its runs
+from a keyframe seek before its first frame, dropping frames by pts up to the previous segment's last one (the
+seek-and-drop of ``--resume``), writes those segments, and checks each one's frame count and first/last pts
+against the list. After a barrier rank 0 merges the records into the manifest and joins, as ``--resume`` does.
+
+A rank whose share fails still lets the others finish theirs; rank 0 then exits non-zero naming what is left.
+A rank killed outright makes torchrun stop the others (SIGTERM, which stops them as Ctrl-C does, keeping every
+finished segment); ``torchrun --max-restarts K`` reruns the group, which then completes the missing segments.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from vsr import video
+from vsr.errors import VsrError
+from vsr.pipeline.enhance import EnhanceConfig, EnhanceResult, Interrupted, OutputPlan, enhance_video, resume_parts
+from vsr.pipeline.resume import (RECORD_SUFFIX, ResumeState, Segment, SegmentSink, segment_index, segment_name,
+                                 state_dir, write_record)
+
+# A rank with a long share may reach the final barrier hours after the others; a dead rank is torchrun's to notice.
+BARRIER_TIMEOUT = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class Rank:
+    """This process's place in a torchrun job (from the environment torchrun sets)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+
+    @classmethod
+    def from_env(cls) -> Rank:
+        env = os.environ
+        world = int(env.get("WORLD_SIZE", "1"))
+        return cls(int(env.get("RANK", "0")), world, int(env.get("LOCAL_RANK", "0")),
+                   int(env.get("LOCAL_WORLD_SIZE", str(world))))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def launched() -> bool:
+    """True in a torchrun job of more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def start(cfg: EnhanceConfig) -> Rank:
+    """Joins the job's process group (gloo) and gives this rank its device: GPU ``LOCAL_RANK`` where there are GPUs
+    (and the device is auto or cuda), else CPU with the machine's cores shared among the local ranks."""
+    me = Rank.from_env()
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
+    if cfg.device in ("auto", "cuda") and torch.cuda.is_available():
+        cfg.device = f"cuda:{me.local_rank % torch.cuda.device_count()}"
+    elif cfg.device in ("auto", "cpu"):
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cores // max(1, me.local_world)))
+    return me
+
+
+def finish() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def shard(items: list, me: Rank) -> list:
+    """This rank's share of ``items`` (every world-th, so long and short files mix)."""
+    return items[me.rank :: me.world]
+
+
+def gather_outcomes(outcome: str | None, me: Rank, on_wait: Callable[[], None] | None = None) -> list[str | None]:
+    """Waits for every rank (calling ``on_wait`` about twice a second meanwhile) and returns each one's outcome."""
+    waiting = dist.barrier(async_op=True)
+    while on_wait is not None and not waiting.is_completed():
+        on_wait()
+        time.sleep(0.5)
+    waiting.wait()
+    outcomes: list = [None] * me.world
+    dist.all_gather_object(outcomes, outcome)
+    return outcomes
+
+
+def frame_index(input_path: Path, info: video.VideoInfo, cfg: EnhanceConfig) -> list[int]:
+    """The pts of every frame a run with ``cfg`` upscales, in order (decoded, without the model)."""
+    pts: list[int] = []
+    for batch in video.read_frames(input_path, 16, start=cfg.start, end=cfg.end, deinterlace=cfg.deinterlace,
+                                   info=info):
+        pts.extend(batch.pts)
+    return pts
+
+
+@dataclass
+class SegmentPlan:
+    """Rank 0's plan, sent to every rank: the frames' pts, the segment size and which segments are missing."""
+
+    identity: dict
+    index: list[int]
+    segment_frames: int
+    missing: list[int]
+    done_frames: int
+    error: str | None = None
+
+    @property
+    def count(self) -> int:
+        return -(-len(self.index) // self.segment_frames)
+
+    def bounds(self, k: int) -> tuple[int, int]:
+        """First and one-past-last frame of segment ``k``."""
+        return k * self.segment_frames, min((k + 1) * self.segment_frames, len(self.index))
+
+    def share(self, me: Rank) -> list[tuple[int, int]]:
+        """This rank's missing segments, a contiguous slice of them, as runs ``(first, one past last)``."""
+        m = len(self.missing)
+        mine = self.missing[me.rank * m // me.world : (me.rank + 1) * m // me.world]
+        runs: list[tuple[int, int]] = []
+        for k in mine:
+            if runs and runs[-1][1] == k:
+                runs[-1] = (runs[-1][0], k + 1)
+            else:
+                runs.append((k, k + 1))
+        return runs
+
+
+class WindowSink:
+    """Writes segments ``first`` .. ``stop - 1`` of a plan, each checked against the plan's pts, with a record each.
+
+    Has the sink interface `enhance_video` uses; ``done_last_pts`` and ``frame_limit`` bound what it decodes.
+    """
+
+    reused = 0
+    finished = False
+
+    def __init__(self, plan: SegmentPlan, first: int, stop: int, folder: Path, suffix: str,
+                 open_writer: Callable[[Path], video.VideoWriter]):
+        self.plan, self.folder, self.suffix, self._open_writer = plan, folder, suffix, open_writer
+        self.begin, self.end = plan.bounds(first)[0], plan.bounds(stop - 1)[1]
+        self.done_last_pts = plan.index[self.begin - 1] if self.begin else None
+        self.frame_limit = self.end - self.begin
+        self.warnings: list[str] = []
+        self._next = first
+        self._writer: video.VideoWriter | None = None
+        self._pts: list[int] = []
+
+    def write(self, frames: np.ndarray, pts: list[int]) -> None:
+        i = 0
+        while i < len(pts):
+            lo, hi = self.plan.bounds(self._next)
+            if self._writer is None:
+                self._writer = self._open_writer(self.folder / segment_name(self._next, self.suffix))
+                self._pts = []
+            take = min(hi - lo - len(self._pts), len(pts) - i)
+            self._writer.write(frames[i : i + take], pts[i : i + take])
+            self._pts += [int(p) for p in pts[i : i + take]]
+            i += take
+            if len(self._pts) == hi - lo:
+                self._close_segment()
+
+    def _close_segment(self) -> None:
+        lo, hi = self.plan.bounds(self._next)
+        if self._pts != self.plan.index[lo:hi]:
+            raise VsrError(f"segment {self._next} decoded from its seek point does not start and end on the frames "
+                           "of the whole-file decode; this file cannot be split, run it in one process")
+        writer, self._writer = self._writer, None
+        writer.close()  # temp + rename: the segment file exists only once complete
+        self.warnings += [w for w in getattr(writer, "warnings", []) if w not in self.warnings]
+        write_record(self.folder, Segment(writer.path.name, hi - lo, self._pts[0], self._pts[-1]))
+        self._next += 1
+
+    def finish(self, frames_in: int, last_pts_in: int | None, target: Path, overwrite: bool) -> tuple[int, int | None]:
+        if frames_in != self.frame_limit or last_pts_in != self.plan.index[self.end - 1]:
+            raise VsrError(f"decoded {frames_in} frames ending at pts {last_pts_in} for frames {self.begin}-"
+                           f"{self.end - 1}, expected {self.frame_limit} ending at {self.plan.index[self.end - 1]}")
+        return frames_in, last_pts_in
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+
+    def describe(self) -> str:
+        return "finished segments kept"
+
+
+class _NoWindow(Exception):
+    """Raised by the sink factory when this rank has no (more) segments: `enhance_video` then starts nothing."""
+
+
+class Refused(VsrError):
+    """Rank 0 refused the run (and said why); the other ranks stop without repeating it."""
+
+
+@dataclass
+class Started:
+    """What rank 0 tells the CLI before the work: for the start line and the progress bar."""
+
+    info: video.VideoInfo
+    precision: object
+    device: torch.device
+    plan: OutputPlan
+    frames: int
+    done_frames: int
+    segments: int
+    missing: int
+
+
+def enhance_video_distributed(input_path: Path, output_path: Path | None, model: nn.Module, cfg: EnhanceConfig,
+                              me: Rank, on_start: Callable[[Started], None] | None = None,
+                              progress: Callable[[int], None] | None = None) -> EnhanceResult | None:
+    """One video across the ranks of a torchrun job. Every rank calls it; rank 0 returns the joined result.
+
+    Args:
+        input_path, output_path, model, cfg: as `enhance_video` (the output is segmented whatever ``cfg.resume``).
+        me: this rank (`start`).
+        on_start: rank 0 only: called once the plan is made.
+        progress: rank 0 only: called with the frames done so far by all ranks together.
+
+    Returns:
+        The result on rank 0, None on the others. Raises VsrError (rank 0: naming the segments left) when any rank
+        failed, `vsr.pipeline.Interrupted` on SIGTERM/Ctrl-C.
+    """
+    run = _Run(input_path, output_path, model, cfg, me, on_start, progress)
+    outcome = None
+    try:
+        run.work()
+    except Refused:
+        raise
+    except VsrError as err:
+        if not run.planned:
+            raise
+        outcome = str(err)
+    except KeyboardInterrupt:
+        if run.state is not None:
+            run.state.adopt_records()
+            raise Interrupted(run.left()) from None
+        raise
+    except Exception as err:  # noqa: BLE001 - the other ranks must still hear from this one
+        if not run.planned:
+            raise
+        outcome = f"{type(err).__name__}: {err}".splitlines()[0]
+    outcomes = gather_outcomes(outcome, me, run.show_progress if me.main else None)
+    if outcome is not None:
+        raise VsrError(f"rank {me.rank}: {outcome}")
+    if not me.main:
+        return None
+    run.show_progress(force=True)
+    return run.join([f"rank {r}: {o}" for r, o in enumerate(outcomes) if o is not None])
+
+
+class _Run:
+    """The state of one distributed video on one rank (see `enhance_video_distributed`)."""
+
+    def __init__(self, input_path, output_path, model, cfg, me, on_start, progress):
+        self.input_path, self.model, self.cfg, self.me = Path(input_path), model, cfg, me
+        self.output_path = output_path
+        self.on_start, self.progress = on_start, progress
+        self.plan: SegmentPlan | None = None
+        self.planned = False
+        self.state: ResumeState | None = None
+        self.runs: list[tuple[int, int]] = []
+        self.own = 0
+        self.started = time.perf_counter()
+        self.facts: dict = {}
+        self._polled = 0.0
+
+    def work(self) -> None:
+        while True:
+            try:
+                enhance_video(self.input_path, self.output_path, self.model, self.cfg, progress=self._own_progress,
+                              sink_factory=self._sink)
+            except _NoWindow:
+                return
+
+    def _sink(self, input_path, target, model, cfg, info, upscaler, plan, depth, frame_args, rebase):
+        parts = resume_parts(input_path, target, model, cfg, info, upscaler, plan, depth, frame_args, rebase)
+        suffix = video.segment_suffix(target)
+        if not self.planned:
+            self._plan(parts, target, suffix, info, upscaler, plan)
+        if not self.runs:
+            raise _NoWindow
+        first, stop = self.runs.pop(0)
+        return WindowSink(self.plan, first, stop, state_dir(target), suffix, parts.open_writer)
+
+    def _plan(self, parts, target, suffix, info, upscaler, output_plan) -> None:
+        """Rank 0 makes the plan and sends it; the others receive it (a collective: every rank comes here once)."""
+        message = [None]
+        if self.me.main:
+            try:
+                message[0] = self._make_plan(parts, target, suffix, info)
+            except VsrError as err:
+                message[0] = SegmentPlan({}, [], 1, [], 0, error=str(err))
+            except Exception as err:  # noqa: BLE001 - the other ranks wait for this message
+                message[0] = SegmentPlan({}, [], 1, [], 0, error=f"{type(err).__name__}: {err}".splitlines()[0])
+        dist.broadcast_object_list(message, src=0)
+        plan: SegmentPlan = message[0]
+        self.planned = plan.error is None
+        if plan.error is not None:
+            raise (VsrError if self.me.main else Refused)(plan.error)
+        if plan.identity != parts.identity:
+            raise VsrError("this rank's input, model or settings differ from rank 0's (same files on every node?)")
+        self.plan, self.runs = plan, plan.share(self.me)
+        self.facts = {"join": parts.join, "open_writer": parts.open_writer, "target": target, "info": info,
+                      "upscaler": upscaler, "output_plan": output_plan}
+        if self.me.main and self.on_start:
+            self.on_start(Started(info, upscaler.precision, upscaler.device, output_plan, len(plan.index),
+                                  plan.done_frames, plan.count, len(plan.missing)))
+            self.show_progress()
+
+    def _make_plan(self, parts, target, suffix, info) -> SegmentPlan:
+        video.check_output_path(target, self.input_path, self.cfg.overwrite)
+        self.state = ResumeState(target, parts.identity, suffix, sparse=True)
+        index = frame_index(self.input_path, info, self.cfg)
+        if not index:
+            raise VsrError(f"no frames decoded from {self.input_path} in the chosen range")
+        plan = SegmentPlan(parts.identity, index, parts.segment_frames, [], 0)
+        done = set()
+        for seg in self.state.segments:
+            k = segment_index(seg.file)
+            lo, hi = plan.bounds(k) if k < plan.count else (0, 0)
+            if hi <= lo or (seg.frames, seg.first_pts, seg.last_pts) != (hi - lo, index[lo], index[hi - 1]):
+                raise VsrError(f"resume state {self.state.dir} holds segments of another size than "
+                               f"{plan.segment_frames} frames; rerun with the same --segment-frames, or delete that "
+                               "folder to start over")
+            done.add(k)
+        plan.missing = [k for k in range(plan.count) if k not in done]
+        plan.done_frames = sum(seg.frames for seg in self.state.segments)
+        return plan
+
+    def _own_progress(self, n: int) -> None:
+        self.own += n
+        self.show_progress()
+
+    def show_progress(self, force: bool = False) -> None:
+        """Rank 0: reports the frames done by all ranks (records of the others, polled at most twice a second)."""
+        if not (self.me.main and self.progress and self.plan):
+            return
+        now = time.monotonic()
+        if now - self._polled < 0.5 and self.own and not force:
+            return
+        self._polled = now
+        mine = {k for first, stop in self.plan.share(self.me) for k in range(first, stop)}
+        others = 0
+        for record in self.state.dir.glob("seg-*" + RECORD_SUFFIX):
+            k = segment_index(record.name)
+            if k not in mine and k in self.plan.missing:
+                lo, hi = self.plan.bounds(k)
+                others += hi - lo
+        self.progress(self.plan.done_frames + self.own + others)
+
+    def left(self) -> str:
+        """The segments not finished, for the one-line message."""
+        if self.plan is None:
+            return f"stopped before any segment was handed out; the state is in {self.state.dir}"
+        done = {segment_index(seg.file) for seg in self.state.segments}
+        missing = [k for k in range(self.plan.count) if k not in done]
+        if not missing:
+            return f"every segment is finished in {self.state.dir}; rerun the same command to join them"
+        shown = ", ".join(map(str, missing[:8])) + (", ..." if len(missing) > 8 else "")
+        return (f"{len(missing)} of {self.plan.count} segments left (seg {shown}), the finished ones kept in "
+                f"{self.state.dir}; rerun the same command to finish them")
+
+    def join(self, failures: list[str]) -> EnhanceResult:
+        """Rank 0, after the barrier: merges the records and joins the segments onto the target."""
+        self.state.adopt_records()
+        if failures or len(self.state.segments) != self.plan.count:
+            self.state.release()
+            raise VsrError("; ".join(failures + [self.left()]))
+        plan, facts = self.plan, self.facts
+        sink = SegmentSink(self.state, plan.segment_frames, facts["open_writer"], facts["join"])
+        frames_out, last_pts_out = sink.finish(len(plan.index), plan.index[-1], facts["target"], self.cfg.overwrite)
+        upscaler, output_plan = facts["upscaler"], facts["output_plan"]
+        return EnhanceResult(
+            output=str(facts["target"]), frames_in=len(plan.index), frames_out=frames_out,
+            seconds=time.perf_counter() - self.started, device=f"{upscaler.device} x {self.me.world} ranks",
+            precision=upscaler.precision.name, precision_reason=upscaler.precision.reason,
+            width=output_plan.width, height=output_plan.height, notes=list(sink.warnings),
+            last_pts_in=plan.index[-1], last_pts_out=last_pts_out, time_base=output_plan.time_base,
+            reused_frames=plan.done_frames,
+        )
