@@ -122,11 +122,11 @@ def test_batch_position_survives_a_resume_across_passes():
     def loader():
         return data.make_loader(dataset, batch_size=2, workers=0, seed=3)
 
-    whole = train._Batches(loader(), seed=3)
+    whole = train.Batches(loader(), seed=3)
     expected = [next(whole)[0].tolist() for _ in range(8)]
-    first = train._Batches(loader(), seed=3)
+    first = train.Batches(loader(), seed=3)
     got = [next(first)[0].tolist() for _ in range(4)]  # one pass is 3 batches: stop inside the second
-    resumed = train._Batches(loader(), seed=3, epoch=first.epoch, offset=first.offset)
+    resumed = train.Batches(loader(), seed=3, epoch=first.epoch, offset=first.offset)
     got += [next(resumed)[0].tolist() for _ in range(4)]
     assert got == expected
     assert expected[:3] != expected[3:6]  # each pass has its own order
@@ -247,15 +247,15 @@ def test_lr_schedule_and_phase_defaults():
 
 def test_validation_is_the_data_s_own_holdout_or_none(folders, tmp_path):
     """No benchmark is used unless asked (--val): an installed vsr has no ../shared beside it."""
-    sources, val = train._split_validation(TrainConfig(data=[str(folders["train"])]))
+    sources, val = train.split_validation(TrainConfig(data=[str(folders["train"])]))
     assert val is None and sources == [str(folders["train"])]
     prepared = tmp_path / "prepared"
     _write_images(prepared / "train", 2)
     _write_images(prepared / "holdout", 1)
-    assert train._split_validation(TrainConfig(data=[str(prepared)]))[1] == prepared / "holdout"
+    assert train.split_validation(TrainConfig(data=[str(prepared)]))[1] == prepared / "holdout"
     # `vsr prepare clips frames` then `vsr train --data frames/train`: the holdout beside it is found.
-    assert train._split_validation(TrainConfig(data=[str(prepared / "train")]))[1] == prepared / "holdout"
-    assert train._split_validation(TrainConfig(data=[str(prepared)], val_dir=str(folders["val"])))[1] == folders["val"]
+    assert train.split_validation(TrainConfig(data=[str(prepared / "train")]))[1] == prepared / "holdout"
+    assert train.split_validation(TrainConfig(data=[str(prepared)], val_dir=str(folders["val"])))[1] == folders["val"]
 
 
 def test_cli_config_file_with_flags_overriding_it(folders, tmp_path):

@@ -32,7 +32,7 @@ from vsr.models.foreign import ForeignModel, foreign_architectures
 from vsr.models.ops import count_flops, fold_batchnorm
 from vsr.models.weights import (
     DEFAULT_WEIGHTS_DIR,
-    _with_weights,
+    with_weights,
     find_weights,
     inspect_weights,
     load_model,
@@ -55,27 +55,27 @@ __all__ = [
 
 def srresnet(*, scale: int = 4, weights: str | Path | None = None, **kwargs: Any) -> SRResNet:
     """SRResNet; kwargs: num_in_ch, num_out_ch, num_feat=64, num_block=16."""
-    return _with_weights(SRResNet(scale=scale, **kwargs), "srresnet", weights)
+    return with_weights(SRResNet(scale=scale, **kwargs), "srresnet", weights)
 
 
 def srcnn(*, scale: int = 4, weights: str | Path | None = None, **kwargs: Any) -> SRCNN:
     """SRCNN 9-5-5; kwargs: num_in_ch, num_out_ch, num_feat=64, num_feat2=32."""
-    return _with_weights(SRCNN(scale=scale, **kwargs), "srcnn", weights)
+    return with_weights(SRCNN(scale=scale, **kwargs), "srcnn", weights)
 
 
 def fsrcnn(*, scale: int = 4, weights: str | Path | None = None, **kwargs: Any) -> FSRCNN:
     """FSRCNN; kwargs: num_in_ch, num_out_ch, num_feat=56, num_shrink=12, num_map=4."""
-    return _with_weights(FSRCNN(scale=scale, **kwargs), "fsrcnn", weights)
+    return with_weights(FSRCNN(scale=scale, **kwargs), "fsrcnn", weights)
 
 
 def espcn(*, scale: int = 4, weights: str | Path | None = None, **kwargs: Any) -> ESPCN:
     """ESPCN; kwargs: num_in_ch, num_out_ch, num_feat=64, num_feat2=32."""
-    return _with_weights(ESPCN(scale=scale, **kwargs), "espcn", weights)
+    return with_weights(ESPCN(scale=scale, **kwargs), "espcn", weights)
 
 
 def encdec(*, scale: int = 4, weights: str | Path | None = None, **kwargs: Any) -> EncoderDecoder:
     """Encoder-decoder baseline; kwargs: num_in_ch, num_out_ch, num_feat=64, num_down=2, num_block=2."""
-    return _with_weights(EncoderDecoder(scale=scale, **kwargs), "encdec", weights)
+    return with_weights(EncoderDecoder(scale=scale, **kwargs), "encdec", weights)
 
 
 def bicubic(*, scale: int = 4, weights: str | Path | None = None) -> Bicubic:

@@ -224,7 +224,7 @@ def _load_state(model: nn.Module, state_dict: dict[str, torch.Tensor], path: Pat
     model.load_state_dict(state_dict)
 
 
-def _with_weights(model: nn.Module, arch: str, weights: str | Path | None) -> nn.Module:
+def with_weights(model: nn.Module, arch: str, weights: str | Path | None) -> nn.Module:
     if weights is not None:
         _, args, state_dict, _ = load_weights_file(weights, arch)
         if args.get("scale", model.scale) != model.scale:

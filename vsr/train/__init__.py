@@ -15,11 +15,11 @@ Modules: :mod:`~vsr.train.config` (TrainConfig, TOML, phase defaults, lr schedul
 :mod:`~vsr.train.plots` (curves.png and sample grids).
 """
 
-from vsr.train.checkpoint import CKPT_VERSION, Ema, _Batches, export_weights, read_checkpoint_config
+from vsr.train.checkpoint import CKPT_VERSION, Ema, Batches, export_weights, read_checkpoint_config
 from vsr.train.config import (
     REPO,
     TrainConfig,
-    _split_validation,
+    split_validation,
     config_from_dict,
     cpu_supports_bf16,
     lr_at,

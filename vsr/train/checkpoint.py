@@ -55,7 +55,7 @@ class Ema:
         self.updates = state["updates"]
 
 
-class _Batches:
+class Batches:
     """Endless training batches, pass after pass over the loader, with the position a checkpoint records.
 
     The order of pass `epoch` is a pure function of (seed, epoch): the loader's shuffle generator is re-seeded at
@@ -95,7 +95,7 @@ class _Batches:
         return batch
 
 
-def _save_checkpoint(path: Path, ckpt: dict) -> None:
+def save_checkpoint(path: Path, ckpt: dict) -> None:
     """torch.save to a temp file beside `path`, then rename: a crash mid-write never leaves a broken ckpt.pt."""
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
@@ -105,7 +105,7 @@ def _save_checkpoint(path: Path, ckpt: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _load_checkpoint(path: Path) -> dict:
+def load_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise VsrError(f"no checkpoint {path} (start without --resume, or point --run at an existing run)")
     try:
@@ -119,10 +119,10 @@ def _load_checkpoint(path: Path) -> dict:
 
 def read_checkpoint_config(run: str | Path) -> dict:
     """The config a run was started with (from its ckpt.pt), for `--resume` to start from."""
-    return dict(_load_checkpoint(Path(run) / "ckpt.pt")["config"])
+    return dict(load_checkpoint(Path(run) / "ckpt.pt")["config"])
 
 
-def _rng_states() -> dict:
+def rng_states() -> dict:
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "python": random.getstate(),
@@ -132,7 +132,7 @@ def _rng_states() -> dict:
     }
 
 
-def _set_rng_states(states: dict) -> None:
+def set_rng_states(states: dict) -> None:
     random.setstate(states["python"])
     name, keys, pos, has_gauss, cached = states["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
@@ -141,13 +141,13 @@ def _set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def _dataset_rng(dataset) -> str | None:
+def dataset_rng(dataset) -> str | None:
     """The main-process augmentation generator of a PairDataset (workers=0), as JSON; None if it has none yet."""
     state = dataset.rng_state()
     return json.dumps(state) if state is not None else None
 
 
-def _set_dataset_rng(dataset, state: str | None) -> None:
+def set_dataset_rng(dataset, state: str | None) -> None:
     if state is not None:
         dataset.set_rng_state(json.loads(state))
 
@@ -169,7 +169,7 @@ def resolve_init_from(name: str) -> Path:
     raise VsrError(f"--init-from {name}: no such file or run folder, and no shipped weights of that name ({have})")
 
 
-def _initial_generator(path: str, arch: str, scale: int) -> tuple[dict, dict]:
+def initial_generator(path: str, arch: str, scale: int) -> tuple[dict, dict]:
     """Model args and state dict to start G from: a training ckpt.pt (its EMA), a run folder, a weights file (its
     own architecture) or a shipped name, at `scale` or at another scale (then only its trunk is used)."""
     path = resolve_init_from(path)
@@ -208,7 +208,7 @@ def export_weights(ckpt_path: str | Path, out_path: str | Path) -> Path:
     Returns:
         The path written.
     """
-    ckpt = _load_checkpoint(Path(ckpt_path))
+    ckpt = load_checkpoint(Path(ckpt_path))
     model_args = ckpt["model_args"]
     model = models.build_model(model_args["arch"], **model_args["args"])
     model.load_state_dict(ckpt["ema"]["module"] if ckpt.get("ema") else ckpt["G"])

@@ -138,7 +138,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.lr_decay if step >= cfg.lr_decay_at * cfg.steps else 1.0)
 
 
-def _split_validation(cfg: TrainConfig) -> tuple[list[str], Path | None]:
+def split_validation(cfg: TrainConfig) -> tuple[list[str], Path | None]:
     """Training sources and validation images: --val, else the data's own held-out frames (`vsr prepare --holdout`
     writes OUT/holdout beside OUT/train: found from --data OUT or --data OUT/train), else none."""
     if cfg.val_dir:

@@ -32,20 +32,20 @@ from vsr.precision import autocast, choose_precision, resolve_device
 from vsr.train.checkpoint import (
     CKPT_VERSION,
     Ema,
-    _Batches,
-    _dataset_rng,
-    _initial_generator,
-    _load_checkpoint,
-    _rng_states,
-    _save_checkpoint,
-    _set_dataset_rng,
-    _set_rng_states,
+    Batches,
+    dataset_rng,
+    initial_generator,
+    load_checkpoint,
+    rng_states,
+    save_checkpoint,
+    set_dataset_rng,
+    set_rng_states,
     export_weights,
     load_matching,
 )
-from vsr.train.config import TrainConfig, _split_validation, lr_at, resolve_config
+from vsr.train.config import TrainConfig, split_validation, lr_at, resolve_config
 from vsr.train.events import EventLog
-from vsr.train.plots import _degradation_example, _draw_curves, _sample_grid
+from vsr.train.plots import degradation_example, draw_curves, sample_grid
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
@@ -80,7 +80,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
         raise VsrError(f"{run} already holds a checkpoint; pass --resume to continue it, or choose another --run")
     # The VGG file is checked before anything slow happens, so a missing one stops the run at once.
     perceptual = losses.PerceptualLoss(cfg.vgg_weights, layer=cfg.vgg_layer) if cfg.perceptual == "vgg" else None
-    ckpt = _load_checkpoint(ckpt_path) if cfg.resume else None
+    ckpt = load_checkpoint(ckpt_path) if cfg.resume else None
     if ckpt and ckpt["config"]["phase"] != cfg.phase:
         raise VsrError(f"{ckpt_path} is a {ckpt['config']['phase']}-phase run; resume it with --phase "
                        f"{ckpt['config']['phase']} (or start the GAN phase in a new --run with --init-from)")
@@ -101,7 +101,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
     if ckpt:
         model_args = ckpt["model_args"]
     elif cfg.init_from:
-        model_args, init_state = _initial_generator(cfg.init_from, cfg.arch, cfg.scale)
+        model_args, init_state = initial_generator(cfg.init_from, cfg.arch, cfg.scale)
     else:
         args = {"scale": cfg.scale}
         args.update({k: v for k, v in (("num_feat", cfg.num_feat), ("num_block", cfg.num_block)) if v is not None})
@@ -136,7 +136,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
     ema = Ema(raw_g, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
     # Data.
-    train_sources, val = _split_validation(cfg)
+    train_sources, val = split_validation(cfg)
     # config.json records what was actually built and validated on, not only what was asked.
     cfg = dataclasses.replace(
         cfg, arch=model_args["arch"], num_feat=model_args["args"].get("num_feat", cfg.num_feat),
@@ -166,10 +166,10 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
         if scaler.is_enabled() and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         step, last_val = ckpt["step"], ckpt.get("val")
-        _set_rng_states(ckpt["rng"])
-    batches = _Batches(loader, cfg.seed, *((ckpt["data"]["epoch"], ckpt["data"]["offset"]) if ckpt else (0, 0)))
+        set_rng_states(ckpt["rng"])
+    batches = Batches(loader, cfg.seed, *((ckpt["data"]["epoch"], ckpt["data"]["offset"]) if ckpt else (0, 0)))
     if ckpt and world == 1 and cfg.workers == 0:
-        _set_dataset_rng(dataset, ckpt["data"].get("dataset_rng"))
+        set_dataset_rng(dataset, ckpt["data"].get("dataset_rng"))
 
     model_g, model_d = raw_g, raw_d
     if world > 1:
@@ -189,7 +189,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
         elif log_path.exists():
             log_path.unlink()
         if cfg.degrade == "realistic" and not ckpt:
-            _degradation_example(dataset, degradation, cfg, run / "degradation_example.png")
+            degradation_example(dataset, degradation, cfg, run / "degradation_example.png")
         n_params = sum(p.numel() for p in raw_g.parameters())
         _log(
             f"train {cfg.phase}: {model_args['arch']} x{cfg.scale} {model_args['args']} ({n_params / 1e6:.2f} M params)"
@@ -210,11 +210,11 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
                                           max_images=max_images, on_image=keep if samples else None)
         raw_g.train()  # the evaluator put G in eval mode when it is the model validated (no EMA)
         if samples:
-            _sample_grid(shown, cfg.scale, step, run / "samples" / f"step_{step:06d}.png")
+            sample_grid(shown, cfg.scale, step, run / "samples" / f"step_{step:06d}.png")
         return result
 
     def checkpoint() -> None:
-        _save_checkpoint(ckpt_path, {
+        save_checkpoint(ckpt_path, {
             "version": CKPT_VERSION,
             "model_args": model_args,
             "d_args": d_args if gan else None,
@@ -226,8 +226,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
             "opt_d": opt_d.state_dict() if gan else None,
             "scaler": scaler.state_dict(),
             "ema": ema.state_dict() if ema is not None else None,
-            "rng": _rng_states(),
-            "data": {"epoch": batches.epoch, "offset": batches.offset, "dataset_rng": _dataset_rng(dataset)},
+            "rng": rng_states(),
+            "data": {"epoch": batches.epoch, "offset": batches.offset, "dataset_rng": dataset_rng(dataset)},
             "val": last_val,
             "precision": precision.name,
         })
@@ -325,7 +325,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
                 elif master and step % cfg.sample_every == 0:
                     validate(max_images=3, samples=True)
                 if master and (step % cfg.val_every == 0 or last):
-                    _draw_curves(log_path, run / "curves.png")
+                    draw_curves(log_path, run / "curves.png")
                 if master and (step % cfg.ckpt_every == 0 or last):
                     checkpoint()
                 if step % cfg.log_every == 0 or last:
@@ -343,7 +343,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
     if interrupted:
         if master:
             checkpoint()
-            _draw_curves(log_path, run / "curves.png")
+            draw_curves(log_path, run / "curves.png")
             export_weights(ckpt_path, model_path)
             _log(f"interrupted at step {step}: checkpoint saved to {ckpt_path}; continue with --resume")
             _log(f"weights so far: {model_path}; try them with: vsr enhance INPUT --weights {model_path}")

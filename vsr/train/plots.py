@@ -43,7 +43,7 @@ def _center(img: np.ndarray, side: int) -> np.ndarray:
     return img[top : top + side, left : left + side]
 
 
-def _sample_grid(shown: list, scale: int, step: int, path: Path) -> None:
+def sample_grid(shown: list, scale: int, step: int, path: Path) -> None:
     """LR (nearest) | bicubic | SR | HR for up to three validation images, centre squares of at most 192 px."""
     if not shown:
         return
@@ -56,7 +56,7 @@ def _sample_grid(shown: list, scale: int, step: int, path: Path) -> None:
     _grid(rows, ["LR (nearest)", "bicubic", f"SR step {step}", "HR"], path)
 
 
-def _degradation_example(dataset, degradation, cfg: TrainConfig, path: Path) -> None:
+def degradation_example(dataset, degradation, cfg: TrainConfig, path: Path) -> None:
     """HR | bicubic LR | realistic LR (both nearest-upscaled) from the first training image, seeded by the run."""
     hr = data.load_image(dataset.paths[0])
     side = min(min(hr.shape[:2]), 64 * cfg.scale) // cfg.scale * cfg.scale
@@ -66,7 +66,7 @@ def _degradation_example(dataset, degradation, cfg: TrainConfig, path: Path) -> 
     _grid([[hr, bicubic, realistic]], ["HR", "bicubic LR", "realistic LR"], path)
 
 
-def _draw_curves(log_path: Path, out_path: Path) -> None:
+def draw_curves(log_path: Path, out_path: Path) -> None:
     """curves.png from log.jsonl: one panel per loss (log scale), one for validation PSNR against bicubic's."""
     if not log_path.exists():
         return
