@@ -343,3 +343,12 @@ def clip_vfr(tmp_path) -> Path:
 def clip_mkv(tmp_path) -> Path:
     """12 frames, 64x48, H.264 + Opus, in Matroska."""
     return make_clip(tmp_path / "clip.mkv", audio_codec="libopus")
+
+
+def one_error_line(result, *fragments):
+    """A CliRunner result that failed with exactly one `Error:` line on stderr holding every fragment."""
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

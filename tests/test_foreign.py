@@ -16,6 +16,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from conftest import one_error_line
 from vsr import models, video
 from vsr.cli import cli
 from vsr.errors import VsrError
@@ -38,13 +39,6 @@ def needs(path: Path) -> Path:
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
-
-def one_error_line(result, *fragments):
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def direct_forward(path: Path, frames: np.ndarray) -> np.ndarray:

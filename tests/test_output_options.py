@@ -12,6 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from conftest import one_error_line
 from vsr import video
 from vsr.cli import cli
 from vsr.errors import VsrError
@@ -23,13 +24,6 @@ from vsr.precision import Precision
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
-
-def one_error_line(result, *fragments):
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def video_size(path) -> tuple[int, int, int]:

@@ -173,10 +173,10 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
         raise VsrError("give --outscale or --width/--height, not both")
     if not input.exists():
         raise VsrError(f"no such file or folder: {input}")
-    # Checked against the encoder this run will use (the output container's default where -c is not given; for a
-    # folder, that of the first file's container).
-    target = output if output is not None and not input.is_dir() else pipeline.default_output_path(
-        next(iter(_media_in(input, "")), input) if input.is_dir() else input, 1)
+    # Checked against the encoder this run will use: -c, else the output container's default (for a folder, that of
+    # its first file's output).
+    first = next(iter(_media_in(input, "")), input) if input.is_dir() else input
+    target = output if output is not None and not input.is_dir() else pipeline.default_output_path(first, 1)
     encoder = codec or video.default_codec(target)
     options = video.user_encoder_options(encoder, parse_encoder_opts(encoder_opts))
     video.check_encoder_options(encoder, options, crf, preset, pix_fmt)

@@ -184,20 +184,26 @@ def encode_decode(frames: np.ndarray, codec: str = "libx264", crf: int = 28, pre
     """
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise VsrError(f"encode_decode needs (N,H,W,3) uint8 frames, got {frames.shape} {frames.dtype}")
+    # One thread: this runs inside data-loader workers, which already use every core between them.
+    options = {**encoder_options(codec, crf, preset), "threads": "1"}
+    if codec == "libx264":
+        # x264's lookahead reads memory it never wrote on small frames: the same frames came back different in
+        # ~3 % of calls (seen on 32x32 clips). Without it (no mb-tree, as a hardware recorder) the round trip is
+        # a function of its input, so a seeded degradation is reproducible.
+        options["rc-lookahead"] = "0"
+    return round_trip(frames, codec, options, "matroska" if codec == "ffv1" else "mp4")
+
+
+def round_trip(frames: np.ndarray, codec: str, options: dict[str, str], container_format: str,
+               rate: int = 25) -> np.ndarray:
+    """Encodes (N,H,W,3) uint8 RGB frames as yuv420p with ``codec`` and ``options`` into an in-memory
+    ``container_format`` file and decodes them again; odd sizes are padded by edge pixels and cropped back."""
     n, height, width, _ = frames.shape
     padded = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
     buffer = io.BytesIO()
-    with av.open(buffer, "w", format="matroska" if codec == "ffv1" else "mp4") as container:
-        stream = container.add_stream(codec, rate=25)
-        stream.width, stream.height = padded.shape[2], padded.shape[1]
-        stream.pix_fmt = "yuv420p"
-        # One thread: this runs inside data-loader workers, which already use every core between them.
-        options = {**encoder_options(codec, crf, preset), "threads": "1"}
-        if codec == "libx264":
-            # x264's lookahead reads memory it never wrote on small frames: the same frames came back different in
-            # ~3 % of calls (seen on 32x32 clips). Without it (no mb-tree, as a hardware recorder) the round trip is
-            # a function of its input, so a seeded degradation is reproducible.
-            options["rc-lookahead"] = "0"
+    with av.open(buffer, "w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = padded.shape[2], padded.shape[1], "yuv420p"
         stream.options = options
         for i, img in enumerate(padded):
             frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")

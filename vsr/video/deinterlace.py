@@ -76,16 +76,11 @@ class Deinterlacer:
             self.graph.configure()
         except (av.FFmpegError, ValueError) as err:
             raise VsrError(f"cannot set up the deinterlacer: {err}") from None
-        self.size = (first.width, first.height)
         self.time_base = output_time_base(time_base, plan)
-        self._done = False
 
     def __call__(self, frame: av.VideoFrame | None) -> list[av.VideoFrame]:
         """Push one frame (None: end of stream) and return the frames bwdif has ready, in order."""
-        if self._done:
-            return []
         self.graph.push(frame)
-        self._done = frame is None
         out = []
         while True:
             try:

@@ -6,6 +6,7 @@ Time: ``start``/``end`` are seconds from the first frame of the video stream; pt
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -80,60 +81,71 @@ def read_frames(path, batch_size: int = 8, start: float | None = None, end: floa
                 raise VsrError(f"cannot seek to {start}s in {path}: {error_text(err)}") from None
         start_pts = (origin + start / time_base) * (time_base / out_time_base) if start else None
         end_pts = (origin + end / time_base) * (time_base / out_time_base) if end is not None else None
-        batch, pts, last_pts, decoded, stats = None, [], None, 0, {"packets": 0, "shown": 0}
-        deinterlacer = convert = None
-        frames = decode_frames(container, stream, path, stats)
-        finished = False
-        while not finished:
-            frame = next(frames, None)
-            if frame is not None:
-                decoded += 1
-                p = getattr(frame, info.timestamps)
-                if p is None:
-                    p = frame.pts if frame.pts is not None else (origin if last_pts is None else last_pts + step)
-                if last_pts is not None and p <= last_pts:
-                    p = last_pts + 1
-                frame.pts, last_pts = int(p), p
-                if convert is None:
-                    width, height = frame.width, frame.height
-                    color_range, color_space, _, _ = frame_colour(frame, stream)
-                    sws = sws_args(frame.format.name, color_space, color_range, width, height)
-                    convert = dict(format=rgb_format, src_colorspace=sws.get("matrix"),
-                                   src_color_range=sws.get("range"), interpolation=SWS_QUALITY)
-                    if plan:
-                        deinterlacer = Deinterlacer(frame, time_base, plan, info.interlaced)
-                if (frame.width, frame.height) != (width, height):
-                    # Size changes mid-stream (some broadcast captures) are scaled back to the first frame's size.
-                    frame = _resized(frame, width, height)
-            else:
-                finished = True
-            shown = deinterlacer(frame) if deinterlacer is not None else ([frame] if frame is not None else [])
-            for out in shown:
-                p = out.pts
-                if start_pts is not None and p < start_pts:
+        batch, pts, stats = None, [], {"packets": 0, "shown": 0, "decoded": 0}
+        timed = _timed(decode_frames(container, stream, path, stats), info.timestamps, origin, step, stats)
+        first = next(timed, None)
+        if first is not None:
+            width, height = first.width, first.height
+            color_range, color_space, _, _ = frame_colour(first, stream)
+            sws = sws_args(first.format.name, color_space, color_range, width, height)
+            convert = dict(format=rgb_format, src_colorspace=sws.get("matrix"), src_color_range=sws.get("range"),
+                           interpolation=SWS_QUALITY)
+            shown = _one_size(itertools.chain([first], timed), width, height)
+            if plan:
+                shown = _deinterlaced(shown, time_base, plan, info.interlaced)
+            for frame in shown:
+                if start_pts is not None and frame.pts < start_pts:
                     continue
-                if end_pts is not None and p >= end_pts:
-                    finished = True
+                if end_pts is not None and frame.pts >= end_pts:
                     break
                 if batch is None:  # a fresh array per batch: the consumer may still hold the previous one
                     batch = (alloc or np.empty)((batch_size, height, width, 3), dtype)
-                _copy_rgb(out.reformat(**convert), batch[len(pts)])
-                pts.append(int(p))
+                _copy_rgb(frame.reformat(**convert), batch[len(pts)])
+                pts.append(frame.pts)
                 if len(pts) == batch_size:
                     yield FrameBatch(batch, pts, out_time_base)
                     batch, pts = None, []
-        frames.close()
         if pts:
             yield FrameBatch(batch[: len(pts)], pts, out_time_base)
         if start is None and end is None:
-            _check_complete(container, stream, path, decoded, stats)
+            _check_complete(container, stream, path, stats["decoded"], stats)
 
 
-def _resized(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
-    """``frame`` scaled to ``width`` x ``height`` in its own pixel format, keeping its pts and flags."""
-    resized = frame.reformat(width=width, height=height, interpolation=SWS_QUALITY)
-    resized.pts = frame.pts
-    return resized
+def _timed(frames: Iterator[av.VideoFrame], source: str, origin: int, step: int,
+           stats: dict) -> Iterator[av.VideoFrame]:
+    """``frames`` with ``pts`` set to their display times: the ``source`` timestamp ("pts" or "dts"), the previous
+    time plus ``step`` where a frame has none, bumped to previous + 1 where it does not increase."""
+    last = None
+    for frame in frames:
+        stats["decoded"] += 1
+        p = getattr(frame, source)
+        if p is None:
+            p = frame.pts if frame.pts is not None else (origin if last is None else last + step)
+        if last is not None and p <= last:
+            p = last + 1
+        frame.pts = last = int(p)
+        yield frame
+
+
+def _one_size(frames: Iterator[av.VideoFrame], width: int, height: int) -> Iterator[av.VideoFrame]:
+    """Size changes mid-stream (some broadcast captures) scaled back to the first frame's size, pts kept."""
+    for frame in frames:
+        if (frame.width, frame.height) != (width, height):
+            resized = frame.reformat(width=width, height=height, interpolation=SWS_QUALITY)
+            resized.pts = frame.pts
+            frame = resized
+        yield frame
+
+
+def _deinterlaced(frames: Iterator[av.VideoFrame], time_base: Fraction, plan: str,
+                  interlaced: str | None) -> Iterator[av.VideoFrame]:
+    """``frames`` through bwdif (see :class:`~vsr.video.deinterlace.Deinterlacer`), flushed at the end."""
+    deinterlacer = None
+    for frame in frames:
+        deinterlacer = deinterlacer or Deinterlacer(frame, time_base, plan, interlaced)
+        yield from deinterlacer(frame)
+    if deinterlacer is not None:
+        yield from deinterlacer(None)
 
 
 def _copy_rgb(frame, out: np.ndarray) -> None:

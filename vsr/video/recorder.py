@@ -6,7 +6,6 @@ These imitate footage for training and benchmarks (`vsr.data.Degradation`); they
 
 from __future__ import annotations
 
-import io
 from fractions import Fraction
 
 import av
@@ -14,6 +13,7 @@ import numpy as np
 from av.filter import Graph
 
 from vsr.errors import VsrError
+from vsr.video.codecs import round_trip
 
 DEINTERLACERS = ("bwdif", "yadif", "bob")
 CHROMA_FORMATS = ("yuv420p", "yuv422p", "yuv411p")
@@ -46,31 +46,15 @@ def mpeg2_round_trip(frames: np.ndarray, bits_per_pixel: float, interlaced: bool
     _check_clip(frames, "mpeg2_round_trip")
     if bits_per_pixel <= 0:
         raise VsrError(f"MPEG-2 needs a positive bitrate, got {bits_per_pixel} bits per pixel")
-    n, height, width, _ = frames.shape
-    padded = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mpeg") as container:
-        stream = container.add_stream("mpeg2video", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = padded.shape[2], padded.shape[1], "yuv420p"
-        bitrate = max(1, int(bits_per_pixel * stream.width * stream.height * fps))
-        # A DVD's rate control: peak twice the mean and a buffer of about 0.3 s (1.8 Mbit at 6 Mbit/s); without
-        # the buffer, a clip of a few frames never feels its bitrate. One thread: data-loader workers share cores.
-        options = {"b": str(bitrate), "maxrate": str(2 * bitrate), "bufsize": str(bitrate * 8 // fps),
-                   "g": "12", "bf": "2", "threads": "1"}
-        if interlaced:
-            options.update(flags="+ildct+ilme", top="1")
-        stream.options = options
-        for i, img in enumerate(padded):
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
-            frame.pts = i
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    buffer.seek(0)
-    with av.open(buffer, "r") as container:
-        out = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    if len(out) != n:
-        raise VsrError(f"MPEG-2 round trip returned {len(out)} of {n} frames")
-    return np.ascontiguousarray(np.stack(out)[:, :height, :width])
+    _, height, width, _ = frames.shape
+    bitrate = max(1, int(bits_per_pixel * (width + width % 2) * (height + height % 2) * fps))
+    # A DVD's rate control: peak twice the mean and a buffer of about 0.3 s (1.8 Mbit at 6 Mbit/s); without the
+    # buffer, a clip of a few frames never feels its bitrate. One thread: data-loader workers share cores.
+    options = {"b": str(bitrate), "maxrate": str(2 * bitrate), "bufsize": str(bitrate * 8 // fps),
+               "g": "12", "bf": "2", "threads": "1"}
+    if interlaced:
+        options.update(flags="+ildct+ilme", top="1")
+    return round_trip(frames, "mpeg2video", options, "mpeg", rate=fps)
 
 
 def subsample_chroma(img: np.ndarray, pix_fmt: str) -> np.ndarray:
