@@ -13,6 +13,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from vsr.atomic import atomic_write
 from vsr.errors import VsrError
 from vsr.models import foreign
 from vsr.models.archs import ESPCN, FSRCNN, SRCNN, Bicubic, EncoderDecoder, SRResNet
@@ -141,13 +142,8 @@ def save_weights(
     if args["scale"] != model.scale:
         raise ValueError(f"args scale {args['scale']} != model.scale {model.scale}")
     state_dict = {k: v.detach().cpu().clone() for k, v in strip_prefixes(model.state_dict()).items()}
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        torch.save({"arch": arch, "args": args, "state_dict": state_dict, "meta": dict(meta or {})}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as temp:
+        torch.save({"arch": arch, "args": args, "state_dict": state_dict, "meta": dict(meta or {})}, temp)
 
 
 def inspect_weights(path: str | Path) -> dict[str, Any]:

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from vsr import video
+from vsr.atomic import atomic_write
 from vsr.errors import VsrError
 
 MANIFEST = "manifest.json"
@@ -92,12 +93,10 @@ class Segment:
 def write_record(folder: Path, segment: Segment) -> None:
     """Records a finished segment (its file already renamed into place) beside it, for the lock holder to adopt."""
     record = folder / (Path(segment.file).stem + RECORD_SUFFIX)
-    temp = folder / f".{record.name}.tmp"
     try:
-        temp.write_text(json.dumps(vars(segment)))
-        os.replace(temp, record)
+        with atomic_write(record) as temp:
+            temp.write_text(json.dumps(vars(segment)))
     except OSError as err:
-        temp.unlink(missing_ok=True)
         raise VsrError(f"cannot write resume state {folder}: {err.strerror or err}") from None
 
 
@@ -225,12 +224,10 @@ class ResumeState:
     def save(self) -> None:
         data = {"vsr_resume": VERSION, "target": self.target.name, **self.identity,
                 "segments": [vars(seg) for seg in self.segments], "finished": self.finished}
-        temp = self.dir / f".{MANIFEST}.tmp"
         try:
-            temp.write_text(json.dumps(data, indent=1))
-            os.replace(temp, self.dir / MANIFEST)
+            with atomic_write(self.dir / MANIFEST) as temp:
+                temp.write_text(json.dumps(data, indent=1))
         except OSError as err:
-            temp.unlink(missing_ok=True)
             raise VsrError(f"cannot write resume state {self.dir}: {err.strerror or err}") from None
 
     def release(self) -> None:
