@@ -15,11 +15,10 @@ from click.core import ParameterSource
 from vsr import cli_distributed
 from vsr.cli_train import click_error, eval_cmd, load_cli_model, model_given, prepare_cmd, train_cmd
 from vsr.errors import VsrError
+from vsr.models import SCALES as MODEL_SCALES
+from vsr.video import CODECS, DEINTERLACE_MODES
 
-SCALES = ("2", "3", "4", "8")
-# The same list as vsr.video.CODECS (kept here so that `vsr --help` does not import PyAV; a test checks they agree).
-CODECS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "ffv1", "mpeg2video", "mpeg4", "h264_nvenc", "hevc_nvenc")
-DEINTERLACE_MODES = ("auto", "off", "frame", "field")
+SCALES = tuple(str(s) for s in MODEL_SCALES)  # as click.Choice takes them
 
 
 class VsrGroup(click.Group):
