@@ -7,16 +7,19 @@ last pts are checked in == out at the end of every run.
 - `enhance.py`: `enhance_video`: the stages wired together, the end-of-run check, the single-file output.
 - `stages.py`: threads, bounded queues and pinned host buffers.
 - `image.py`: `upscale_image`.
-- `resize.py`: `resize_frames` (antialiased bicubic after the model: --outscale, --width/--height), `output_size`.
-- `upscaler.py`: `Upscaler` (batching, tiling, out-of-memory and non-finite recovery) and the pre-flight memory fit.
+- `resize.py`: `output_size` (--outscale, --width/--height) and square pixels.
+- `memory.py`: the pre-flight memory fit (batch size and tiles that fit before any work starts).
+- `Upscaler` and `resize_frames` (running the model on frame batches) live in `vsr.models.runner`, which knows no
+  video, so that `evaluate` and `train` run models the same way without importing the pipeline.
 - `resume.py`: `--resume` segments, their manifest and the final join.
 - `distributed.py`: under torchrun, one video's segments (or a folder's files) shared out across ranks.
 """
 
 from vsr.pipeline.enhance import EnhanceConfig, EnhanceResult, Interrupted, default_output_path, enhance_video
 from vsr.pipeline.image import upscale_image
-from vsr.pipeline.resize import output_size, resize_frames
-from vsr.pipeline.upscaler import Upscaler, fit_memory
+from vsr.models.runner import Upscaler, resize_frames
+from vsr.pipeline.memory import fit_memory
+from vsr.pipeline.resize import output_size
 
 __all__ = [
     "EnhanceConfig",

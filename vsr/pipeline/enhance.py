@@ -27,7 +27,8 @@ from vsr.errors import VsrError
 from vsr.pipeline.resize import output_size, square_pixel_size
 from vsr.pipeline.resume import ResumeState, SegmentSink, input_identity, model_identity, state_dir
 from vsr.pipeline.stages import DONE, HostBuffers, get, put, start_thread, yield_cpu_to_model
-from vsr.pipeline.upscaler import Upscaler, fit_memory
+from vsr.models.runner import Upscaler
+from vsr.pipeline.memory import fit_memory
 from vsr.precision import Precision, choose_precision, resolve_device
 
 _TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.uint16}

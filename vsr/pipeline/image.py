@@ -18,9 +18,10 @@ from torch import nn
 from vsr import data
 from vsr.atomic import atomic_write
 from vsr.errors import VsrError
+from vsr.models.runner import PEAK, Upscaler, resize_frames
 from vsr.pipeline.enhance import EnhanceConfig, default_output_path
-from vsr.pipeline.resize import output_size, resize_frames
-from vsr.pipeline.upscaler import PEAK, Upscaler, fit_memory
+from vsr.pipeline.memory import fit_memory
+from vsr.pipeline.resize import output_size
 from vsr.precision import Precision, choose_precision, resolve_device
 
 
