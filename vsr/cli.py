@@ -195,9 +195,9 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
     tag = f"{outscale:g}" if outscale else str(scale)
     # `kill` (SIGTERM) stops as cleanly as Ctrl-C: temp files removed, resume state kept.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
-    from vsr.pipeline import distributed
+    from vsr.pipeline import ranks
 
-    me = distributed.start(cfg) if distributed.launched() else None  # under torchrun: see vsr/cli_distributed.py
+    me = ranks.start(cfg) if ranks.launched() else None  # under torchrun: see vsr/cli_distributed.py
     try:
         if not input.is_dir():
             if me is not None:
@@ -227,7 +227,7 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         if me is not None:
-            distributed.finish()
+            ranks.finish()
 
 
 def parse_encoder_opts(pairs: tuple[str, ...]) -> dict[str, str]:

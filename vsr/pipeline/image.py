@@ -19,7 +19,7 @@ from vsr import data
 from vsr.atomic import atomic_write
 from vsr.errors import VsrError
 from vsr.models.runner import PEAK, Upscaler, resize_frames
-from vsr.pipeline.enhance import EnhanceConfig, default_output_path
+from vsr.pipeline.plan import EnhanceConfig, default_output_path
 from vsr.pipeline.memory import fit_memory
 from vsr.pipeline.resize import output_size
 from vsr.precision import Precision, choose_precision, resolve_device
