@@ -15,6 +15,7 @@ from vsr.cli_models import list_models_cmd
 from vsr.cli_train import click_error, eval_cmd, load_cli_model, model_given, prepare_cmd, train_cmd
 from vsr.errors import VsrError
 from vsr.models import SCALES as MODEL_SCALES
+from vsr.precision import PRECISIONS
 from vsr.video import CODECS, DEINTERLACE_MODES
 
 SCALES = tuple(str(s) for s in MODEL_SCALES)  # as click.Choice takes them
@@ -128,7 +129,7 @@ def _raise_interrupt(signum, frame):
 @click.option("-m", "--model", default="srresnet", help="Model: shipped weights name (vsr models) or bicubic; with --weights, the arch to check the file against.  [default: srresnet_real for video at x4 (chosen on compressed real footage), srresnet for images and other scales]")
 @click.option("--weights", type=click.Path(path_type=Path), help="Weights to load instead of the shipped ones: a vsr file, a training run folder or its ckpt.pt, or another project's .pth/.pt/.ckpt/.safetensors (Real-ESRGAN, ESRGAN, SwinIR, HAT, ...: vsr models --inspect FILE).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True, help="Number format: auto = fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True, help="Number format: auto = fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32.")
 @click.option("--fp32", is_flag=True, help="Shorthand for --precision fp32.")
 @click.option("-b", "--batch-size", type=click.IntRange(1, 256), default=4, show_default=True, help="Frames per model call.")
 @click.option("-t", "--tile", type=click.IntRange(0), default=0, show_default=True, help="Process frames in LR tiles of this side (0 = whole frames); for frames that do not fit in memory.")
@@ -302,7 +303,7 @@ def _enhance_one(path: Path, output: Path | None, net, cfg, show_progress: bool 
 @click.option("--size", default="160x120", show_default=True, help="Input frame size WxH.")
 @click.option("--frames", type=click.IntRange(1), default=32, show_default=True, help="Frames in the generated clip.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True, help="Number format.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True, help="Number format.")
 @click.option("--fp32", is_flag=True, help="Shorthand for --precision fp32.")
 @click.option("-b", "--batch-size", type=click.IntRange(1, 256), default=4, show_default=True, help="Frames per model call.")
 @click.option("-c", "--codec", type=click.Choice(CODECS), default="libx264", show_default=True, help="Encoder for the end-to-end run.")
