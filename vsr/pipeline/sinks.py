@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from vsr.pipeline.plan import RunPlan
 from vsr.pipeline.resume import ResumeState, Segment, input_identity, model_identity, state_dir
 
 
+@runtime_checkable
 class FrameSink(Protocol):
     """What `enhance_video` writes to. The read-only facts tell the decoder where to start and stop."""
 
