@@ -108,21 +108,21 @@ def enhance_video(
     """
     cfg = cfg or EnhanceConfig()
     check_config(cfg)
-    run = plan_run(Path(input_path), output_path, model, cfg)
-    sink = sink_factory(run) if sink_factory is not None else open_sink(run)
+    plan = plan_run(Path(input_path), output_path, model, cfg)
+    sink = sink_factory(plan) if sink_factory is not None else open_sink(plan)
     started = time.perf_counter()
-    stages = _Stages(run, sink, progress)
+    stages = _Stages(plan, sink, progress)
     try:
         if on_start:
-            on_start(run.info, run.precision, run.device, run.output)
+            on_start(plan.info, plan.precision, plan.device, plan.output)
         if progress and sink.reused:
             progress(sink.reused)
         stages.run()
         frames_in = sink.reused + stages.frames_in
         last_pts_in = stages.last_pts_in if stages.last_pts_in is not None else sink.done_last_pts
         if frames_in == 0:
-            raise VsrError(f"no frames decoded from {run.input_path} in the chosen range")
-        frames_out, last_pts_out = sink.finish(frames_in, last_pts_in, run.output_path, cfg.overwrite)
+            raise VsrError(f"no frames decoded from {plan.input_path} in the chosen range")
+        frames_out, last_pts_out = sink.finish(frames_in, last_pts_in, plan.output_path, cfg.overwrite)
     except BaseException as exc:
         # Threads first: the encode thread may be inside the writer, which must not be closed under it.
         if stages.stop_threads():
@@ -132,41 +132,41 @@ def enhance_video(
         raise
     finally:
         stages.stop.set()
-    notes = run.notes + [w for w in sink.warnings if w not in run.notes]
+    notes = plan.notes + [w for w in sink.warnings if w not in plan.notes]
     if sink.reused:
         notes.append(f"resumed: {sink.reused} frames ({sink.reused_segments} segments) reused from an earlier run")
     return EnhanceResult(
-        output=str(run.output_path),
+        output=str(plan.output_path),
         frames_in=frames_in,
         frames_out=frames_out,
         seconds=time.perf_counter() - started,
-        device=str(run.device),
-        precision=run.upscaler.precision.name,
-        precision_reason=run.precision.reason,
-        width=run.output.width,
-        height=run.output.height,
-        notes=notes + run.upscaler.notes,
+        device=str(plan.device),
+        precision=plan.upscaler.precision.name,
+        precision_reason=plan.precision.reason,
+        width=plan.output.width,
+        height=plan.output.height,
+        notes=notes + plan.upscaler.notes,
         last_pts_in=last_pts_in,
         last_pts_out=last_pts_out,
-        time_base=run.output.time_base,
-        bit_depth=run.depth,
+        time_base=plan.output.time_base,
+        bit_depth=plan.depth,
         reused_frames=sink.reused,
     )
 
 
-def read_window(run: RunPlan, sink: FrameSink, alloc: Callable | None = None) -> Iterator[video.FrameBatch]:
+def read_window(plan: RunPlan, sink: FrameSink, alloc: Callable | None = None) -> Iterator[video.FrameBatch]:
     """The input's frame batches from the first frame ``sink`` still needs up to its ``frame_limit``.
 
     Closing the generator closes the input.
     """
-    cfg, info = run.cfg, run.info
+    cfg, info = plan.cfg, plan.info
     skip_until, limit = sink.done_last_pts, sink.frame_limit
     start = cfg.start
     if skip_until is not None:
         # Seek near the first unfinished frame; frames up to the last finished pts are dropped exactly, by pts.
         origin = info.start_time or 0
-        start = max(cfg.start or 0.0, float(skip_until * run.output.time_base - origin * info.time_base))
-    batches = video.read_frames(run.input_path, run.output.batch_size, start=start, end=cfg.end, depth=run.depth,
+        start = max(cfg.start or 0.0, float(skip_until * plan.output.time_base - origin * info.time_base))
+    batches = video.read_frames(plan.input_path, plan.output.batch_size, start=start, end=cfg.end, depth=plan.depth,
                                 deinterlace=cfg.deinterlace, info=info, alloc=alloc)
     taken = 0
     try:
@@ -192,25 +192,28 @@ class _Stages:
     thread) and encode (a thread). On CUDA, batches cross to the device through pinned host memory on a side stream
     and come back into a ring of pinned buffers, with no host sync per batch."""
 
-    def __init__(self, run: RunPlan, sink: FrameSink, progress: Callable[[int], None] | None):
-        self.plan, self.sink, self.progress = run, sink, progress
-        self.upscaler, self.device, self.cuda = run.upscaler, run.device, run.cuda
-        self.decoded: queue.Queue = queue.Queue(maxsize=run.queued)
-        self.upscaled: queue.Queue = queue.Queue(maxsize=run.queued)
+    def __init__(self, plan: RunPlan, sink: FrameSink, progress: Callable[[int], None] | None):
+        self.plan, self.sink, self.progress = plan, sink, progress
+        self.upscaler, self.device, self.cuda = plan.upscaler, plan.device, plan.cuda
+        self.decoded: queue.Queue = queue.Queue(maxsize=plan.queued)
+        self.upscaled: queue.Queue = queue.Queue(maxsize=plan.queued)
         self.stop = threading.Event()
         self.frames_in, self.last_pts_in = 0, None
         self.decoder = self.encoder = None
         self.decode_errors: list[BaseException] = []
         self.encode_errors: list[BaseException] = []
         self.model_lock = threading.Lock()  # the encode thread redoes a non-finite batch with the same Upscaler
-        self.copy_stream = torch.cuda.Stream(self.device) if self.cuda else None
         self.staged_batches: deque = deque()  # pinned host batches whose H2D copy may still be reading them
-        frame_dtype = torch.uint16 if run.depth == 16 else torch.uint8
-        out_shape = (run.output.batch_size, run.output.height, run.output.width, 3)
-        self.out_buffers = HostBuffers(run.queued + 2, out_shape, frame_dtype, pinned=True) if self.cuda else None
+        self.copy_stream = self.out_buffers = None  # CUDA only, made in run()
 
     def run(self) -> None:
         """Runs every batch through; raises the first error of any stage."""
+        if self.cuda:
+            plan = self.plan
+            self.copy_stream = torch.cuda.Stream(self.device)
+            frame_dtype = torch.uint16 if plan.depth == 16 else torch.uint8
+            out_shape = (plan.output.batch_size, plan.output.height, plan.output.width, 3)
+            self.out_buffers = HostBuffers(plan.queued + 2, out_shape, frame_dtype, pinned=True)
         self.decoder, self.decode_errors = start_thread(self.decode, self.stop)
         self.encoder, self.encode_errors = start_thread(self.encode, self.stop)
         while True:

@@ -1,6 +1,6 @@
 """Where the upscaled frames of `enhance` go: the :class:`FrameSink` interface and its implementations.
 
-- :class:`TargetSink`: one `VideoWriter` onto the target (temp file + rename), the plain run.
+- :class:`TargetSink`: one `VideoWriter` onto the target (temp file + rename), the plain plan.
 - :class:`SegmentSink`: ``--resume`` segments in the state folder (`vsr.pipeline.resume`), joined onto the target.
 - `vsr.pipeline.distributed.WindowSink`: one rank's window of segments in a torchrun job.
 
@@ -204,18 +204,18 @@ class ResumeParts:
     join: Callable[[list[Path], Path], video.JoinResult]
 
 
-def resume_parts(run: RunPlan) -> ResumeParts:
+def resume_parts(plan: RunPlan) -> ResumeParts:
     """The identity, segment size, segment writer and join of a segmented run with these settings."""
-    cfg, encoding = run.cfg, run.encoding
+    cfg, encoding = plan.cfg, plan.encoding
     # Everything that changes the segments' pixels or pts; audio/subtitle choices only matter at the join.
     settings = {
         "width": encoding.width, "height": encoding.height, "time_base": str(encoding.time_base),
         "codec": encoding.codec, "crf": cfg.crf, "preset": cfg.preset, "pix_fmt": encoding.pix_fmt,
-        "depth": run.depth, "precision": run.upscaler.precision.name, "tile": run.output.tile,
-        "tile_pad": cfg.tile_pad, "start": cfg.start, "end": cfg.end, "deinterlace": run.output.deinterlace,
+        "depth": plan.depth, "precision": plan.upscaler.precision.name, "tile": plan.output.tile,
+        "tile_pad": cfg.tile_pad, "start": cfg.start, "end": cfg.end, "deinterlace": plan.output.deinterlace,
         "encoder_options": dict(sorted(cfg.encoder_options.items())),
     }
-    identity = {"input": input_identity(run.input_path), "model": model_identity(run.model), "settings": settings}
+    identity = {"input": input_identity(plan.input_path), "model": model_identity(plan.model), "settings": settings}
     fps = encoding.fps
     segment_frames = cfg.segment_frames or (max(1, round(10 * fps)) if fps else 300)
 
@@ -224,26 +224,26 @@ def resume_parts(run: RunPlan) -> ResumeParts:
 
     def join_into(segments: list[Path], output: Path):
         return video.join_segments(
-            segments, output, source=str(run.input_path), time_base=encoding.time_base, copy_audio=cfg.copy_audio,
+            segments, output, source=str(plan.input_path), time_base=encoding.time_base, copy_audio=cfg.copy_audio,
             copy_subtitles=cfg.copy_subtitles, start=cfg.start, end=cfg.end, overwrite=True,
-            rotation=run.info.rotation, fps=fps, rebase=run.rebase, **run.info.color_tags,
+            rotation=plan.info.rotation, fps=fps, rebase=plan.rebase, **plan.info.color_tags,
         )
 
     return ResumeParts(identity, segment_frames, open_writer, join_into)
 
 
-def open_sink(run: RunPlan) -> FrameSink:
+def open_sink(plan: RunPlan) -> FrameSink:
     """The sink of a single-process run: resume segments with ``--resume``, else one writer onto the target."""
-    cfg, target = run.cfg, run.output_path
+    cfg, target = plan.cfg, plan.output_path
     if cfg.resume:
-        video.check_output_path(target, run.input_path, cfg.overwrite)  # now, not after hours of work
-        parts = resume_parts(run)
+        video.check_output_path(target, plan.input_path, cfg.overwrite)  # now, not after hours of work
+        parts = resume_parts(plan)
         state = ResumeState(target, parts.identity, video.segment_suffix(target))
         return SegmentSink(state, parts.segment_frames, parts.open_writer, parts.join)
     if state_dir(target).is_dir():
         warnings.warn(f"{state_dir(target)} holds an earlier --resume run's work; pass --resume to use it")
     return TargetSink(video.VideoWriter(
-        target, source=str(run.input_path), overwrite=cfg.overwrite, start=cfg.start, end=cfg.end,
-        rotation=run.info.rotation, copy_audio=cfg.copy_audio, copy_subtitles=cfg.copy_subtitles, rebase=run.rebase,
-        **run.encoding.as_kwargs(),
+        target, source=str(plan.input_path), overwrite=cfg.overwrite, start=cfg.start, end=cfg.end,
+        rotation=plan.info.rotation, copy_audio=cfg.copy_audio, copy_subtitles=cfg.copy_subtitles, rebase=plan.rebase,
+        **plan.encoding.as_kwargs(),
     ))
