@@ -231,6 +231,16 @@ def test_list_images_recursive_sorted_filtered(tmp_path):
         list_images(tmp_path / "missing")
 
 
+def test_training_lists_the_images_enhance_takes(tmp_path):
+    # One list of image extensions: a TIFF folder that `vsr enhance` upscales is a folder `vsr train` can read.
+    from vsr import video
+
+    _save(tmp_path / "scan.tif", _picture(8, 8))
+    assert list_images(tmp_path) == [tmp_path / "scan.tif"]
+    assert load_image(tmp_path / "scan.tif").shape == (8, 8, 3)
+    assert ".tiff" in video.IMAGE_EXTS
+
+
 def test_prepare_frames_every_and_holdout(tmp_path):
     clips = tmp_path / "clips"
     clips.mkdir()

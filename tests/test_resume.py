@@ -251,3 +251,35 @@ def test_resume_with_an_existing_target_needs_overwrite_before_any_work(tmp_path
     assert result.exit_code == 1 and result.stderr.strip().splitlines() == [
         f"Error: output file exists: {out} (use --overwrite to replace it)"]
     assert out.read_bytes() == b"keep me" and not (tmp_path / STATE).exists()
+
+
+def test_every_sink_has_the_frame_sink_interface(tmp_path):
+    # enhance_video talks to a sink only through FrameSink; each kind has every member, none a class-level default.
+    import inspect
+    from fractions import Fraction
+
+    from vsr.pipeline.distributed import SegmentPlan, WindowSink
+    from vsr.pipeline.resume import ResumeState
+    from vsr.pipeline.sinks import FrameSink, SegmentSink, TargetSink
+
+    writer = video.VideoWriter(tmp_path / "out.mp4", width=32, height=32, time_base=Fraction(1, 25), fps=Fraction(25))
+    state = ResumeState(tmp_path / "segmented.mp4", {"input": {}, "model": {}, "settings": {}}, ".mp4")
+    plan = SegmentPlan({}, [0, 1, 2, 3], 2, [0, 1], 0)
+
+    def open_writer(path):
+        return writer
+
+    sinks = [TargetSink(writer), SegmentSink(state, 2, open_writer, lambda *_: None),
+             WindowSink(plan, 1, 2, tmp_path, ".mp4", open_writer)]
+    members = [name for name in dir(FrameSink) if not name.startswith("_")]
+    try:
+        for sink in sinks:
+            assert isinstance(sink, FrameSink), type(sink).__name__
+            for name in members:
+                static = inspect.getattr_static(type(sink), name, None)
+                assert static is None or callable(static) or isinstance(static, property), f"{type(sink)}.{name}"
+        assert [(s.reused, s.done_last_pts, s.frame_limit, s.finished) for s in sinks] == [
+            (0, None, None, False), (0, None, None, False), (0, 1, 2, False)]
+    finally:
+        writer.abort()
+        state.remove()

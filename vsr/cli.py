@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import textwrap
 import warnings
 from pathlib import Path
 
@@ -13,13 +11,14 @@ import click
 from click.core import ParameterSource
 
 from vsr import cli_distributed
+from vsr.cli_models import list_models_cmd
 from vsr.cli_train import click_error, eval_cmd, load_cli_model, model_given, prepare_cmd, train_cmd
 from vsr.errors import VsrError
+from vsr.models import SCALES as MODEL_SCALES
+from vsr.precision import PRECISIONS
+from vsr.video import CODECS, DEINTERLACE_MODES
 
-SCALES = ("2", "3", "4", "8")
-# The same list as vsr.video.CODECS (kept here so that `vsr --help` does not import PyAV; a test checks they agree).
-CODECS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "ffv1", "mpeg2video", "mpeg4", "h264_nvenc", "hevc_nvenc")
-DEINTERLACE_MODES = ("auto", "off", "frame", "field")
+SCALES = tuple(str(s) for s in MODEL_SCALES)  # as click.Choice takes them
 
 
 class VsrGroup(click.Group):
@@ -130,7 +129,7 @@ def _raise_interrupt(signum, frame):
 @click.option("-m", "--model", default="srresnet", help="Model: shipped weights name (vsr models) or bicubic; with --weights, the arch to check the file against.  [default: srresnet_real for video at x4 (chosen on compressed real footage), srresnet for images and other scales]")
 @click.option("--weights", type=click.Path(path_type=Path), help="Weights to load instead of the shipped ones: a vsr file, a training run folder or its ckpt.pt, or another project's .pth/.pt/.ckpt/.safetensors (Real-ESRGAN, ESRGAN, SwinIR, HAT, ...: vsr models --inspect FILE).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True, help="Number format: auto = fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True, help="Number format: auto = fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32.")
 @click.option("--fp32", is_flag=True, help="Shorthand for --precision fp32.")
 @click.option("-b", "--batch-size", type=click.IntRange(1, 256), default=4, show_default=True, help="Frames per model call.")
 @click.option("-t", "--tile", type=click.IntRange(0), default=0, show_default=True, help="Process frames in LR tiles of this side (0 = whole frames); for frames that do not fit in memory.")
@@ -196,9 +195,9 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
     tag = f"{outscale:g}" if outscale else str(scale)
     # `kill` (SIGTERM) stops as cleanly as Ctrl-C: temp files removed, resume state kept.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
-    from vsr.pipeline import distributed
+    from vsr.pipeline import ranks
 
-    me = distributed.start(cfg) if distributed.launched() else None  # under torchrun: see vsr/cli_distributed.py
+    me = ranks.start(cfg) if ranks.launched() else None  # under torchrun: see vsr/cli_distributed.py
     try:
         if not input.is_dir():
             if me is not None:
@@ -228,7 +227,7 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         if me is not None:
-            distributed.finish()
+            ranks.finish()
 
 
 def parse_encoder_opts(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -297,59 +296,6 @@ def _enhance_one(path: Path, output: Path | None, net, cfg, show_progress: bool 
     )
 
 
-@cli.command("models")
-@click.option("--inspect", "inspect_path", type=click.Path(path_type=Path), default=None, help="Say what a weights file is (ours, a training run, or another project's: architecture, scale, size) and stop.")
-@click.option("--json", "as_json", is_flag=True, help="With --inspect: print one JSON object.")
-def list_models_cmd(inspect_path, as_json):
-    """List the model architectures, their scales, which have shipped weights, and the foreign architectures
-    --weights loads (through spandrel)."""
-    from vsr import models
-
-    if inspect_path is not None:
-        facts = models.inspect_weights(inspect_path)
-        click.echo(json.dumps(facts, default=str) if as_json else format_inspect(facts))
-        return
-    click.echo(f"{'model':<16}{'scales':<12}shipped weights")
-    for name in models.list_models():
-        shipped = [f"x{s}" for s in (2, 3, 4, 8) if models.find_weights(name, s)]
-        click.echo(f"{name:<16}{'2 3 4 8':<12}{' '.join(shipped) or ('none needed' if name == 'bicubic' else '-')}")
-    for path in sorted(models.weights_dir().glob("*_x*.pt")) if models.weights_dir().is_dir() else []:
-        name, _, scale = path.stem.rpartition("_x")
-        if name not in models.list_models():
-            click.echo(f"{name:<16}{scale:<12}x{scale} ({path.name})")
-    try:
-        foreign = models.foreign_architectures()
-    except VsrError as exc:
-        click.echo(f"\nforeign weights: unavailable ({exc})")
-        return
-    click.echo(f"\n--weights also loads other projects' files (.pth .pt .ckpt .safetensors) of {len(foreign)} "
-               f"architectures, recognised by spandrel:")
-    click.echo(textwrap.fill(", ".join(foreign), width=100, initial_indent="  ", subsequent_indent="  "))
-
-
-def format_inspect(facts: dict) -> str:
-    """`vsr models --inspect` as lines of `key: value`."""
-    lines = [f"{facts['file']}: {facts['arch']} x{facts['scale']} ({facts['format']}), "
-             f"{facts['params'] / 1e6:.2f} M params"]
-    if facts["format"] == "spandrel":
-        req = facts["size_requirements"]
-        lines.append(f"  purpose: {facts['purpose']}; tags: {' '.join(facts['tags']) or '-'}; channels "
-                     f"{facts['input_channels']} -> {facts['output_channels']}")
-        lines.append(f"  runs in fp16: {'yes' if facts['fp16'] else 'no'}; bf16: {'yes' if facts['bf16'] else 'no'}; "
-                     f"input: at least {req['minimum']} px, multiple of {req['multiple_of']}"
-                     f"{', square' if req['square'] else ''} (padded automatically)")
-    else:
-        lines.append(f"  args: {json.dumps(facts['args'])}")
-        meta = facts["meta"]
-        known = [f"{key} {meta[key]:.2f}" if isinstance(meta.get(key), float) else f"{key} {meta[key]}"
-                 for key in ("source", "phase", "trained_steps", "degrade", "val_psnr_y", "init_from", "date")
-                 if meta.get(key) is not None]
-        if known:
-            lines.append(f"  {'; '.join(known)}")
-    lines.append(f"  use: vsr enhance INPUT --weights {facts['file']}")
-    return "\n".join(lines)
-
-
 @cli.command()
 @click.option("-m", "--model", default="srresnet", show_default=True, help="Architecture (random weights are used unless --weights: speed does not depend on the values).")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), help="Time this weights file instead.")
@@ -357,7 +303,7 @@ def format_inspect(facts: dict) -> str:
 @click.option("--size", default="160x120", show_default=True, help="Input frame size WxH.")
 @click.option("--frames", type=click.IntRange(1), default=32, show_default=True, help="Frames in the generated clip.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True, help="Number format.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True, help="Number format.")
 @click.option("--fp32", is_flag=True, help="Shorthand for --precision fp32.")
 @click.option("-b", "--batch-size", type=click.IntRange(1, 256), default=4, show_default=True, help="Frames per model call.")
 @click.option("-c", "--codec", type=click.Choice(CODECS), default="libx264", show_default=True, help="Encoder for the end-to-end run.")
@@ -393,7 +339,8 @@ def bench(model, weights, scale, size, frames, device, precision, fp32, batch_si
         click.echo(bench_mod.format_shares(result))
 
 
-# train / eval / prepare live in their own module (their options alone fill one); registered here so `vsr` is one group.
+# models, train / eval / prepare live in their own modules; registered here so `vsr` is one group.
+cli.add_command(list_models_cmd, "models")
 cli.add_command(train_cmd, "train")
 cli.add_command(eval_cmd, "eval")
 cli.add_command(prepare_cmd, "prepare")

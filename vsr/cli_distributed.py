@@ -61,9 +61,9 @@ def enhance_one(path: Path, output: Path | None, net, cfg, me) -> None:
 
 def enhance_folder(jobs: list[tuple[Path, Path | None]], run_one: Callable[[Path, Path | None], None], me) -> None:
     """Every world-th file of a folder on each rank (``run_one`` is the single-process enhance of one file)."""
-    from vsr.pipeline import distributed
+    from vsr.pipeline import ranks
 
-    mine = distributed.shard(jobs, me)
+    mine = ranks.shard(jobs, me)
     failed = None
     for path, output in mine:
         try:
@@ -71,12 +71,12 @@ def enhance_folder(jobs: list[tuple[Path, Path | None]], run_one: Callable[[Path
         except VsrError as err:
             failed = f"{path.name}: {err}"
             break
-    outcomes = distributed.gather_outcomes(failed, me)
+    outcomes = ranks.gather_outcomes(failed, me)
     if failed is not None:
         raise VsrError(f"rank {me.rank}: {failed}")
     bad = [(rank, text) for rank, text in enumerate(outcomes) if text is not None]
     if me.main and bad:
-        left = [path.name for rank, _ in bad for path, out in distributed.shard(jobs, distributed.Rank(rank, me.world))
+        left = [path.name for rank, _ in bad for path, out in ranks.shard(jobs, ranks.Rank(rank, me.world))
                 if out is None or not Path(out).exists()]
         raise VsrError(f"{len(bad)} rank(s) failed ({'; '.join(f'rank {r}: {t}' for r, t in bad)}); not done: "
                        f"{', '.join(left)}; rerun the same command to finish them")

@@ -3,8 +3,8 @@
 The protocol is the SR papers' (see `vsr.metrics`): HR mod-cropped to the scale, LR made by the same antialiased
 bicubic downscale the trainer uses (`data.bicubic_downscale`) or by the realistic degradation seeded per image,
 metrics on the BT.601 Y channel with `scale` pixels of border cropped. The model runs exactly as `vsr enhance`
-runs it (`pipeline.Upscaler`: same precision, channels_last, uint8 in and out), so a precision's score here is the
-quality `enhance` delivers in that precision.
+runs it (`models.runner.Upscaler`: same precision, channels_last, uint8 in and out), so a precision's score here
+is the quality `enhance` delivers in that precision.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from torch import nn
 
 from vsr import data, metrics, models, video
 from vsr.errors import VsrError
-from vsr.pipeline import Upscaler
+from vsr.models.runner import Upscaler
 from vsr.precision import Precision, choose_precision, resolve_device
 
 # Called once per image (or frame) with name, HR, LR, bicubic and SR as uint8 HWC arrays; the trainer draws its

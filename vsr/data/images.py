@@ -12,9 +12,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vsr.errors import VsrError
+from vsr.video.probe import IMAGE_EXTS
 from vsr.video.stills import png_bit_depth, read_png16, write_png16
-
-IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
 
 
 def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -32,6 +32,10 @@ def _check_scale(scale: int, allowed: tuple[int, ...] = SCALES) -> int:
 
 
 def _bicubic_up(lq: torch.Tensor, scale: int) -> torch.Tensor:
+    """torch's bicubic (a = -0.75, as OpenCV's INTER_CUBIC), on the model's device and batch: the upscaling inside
+    SRCNN (part of what it learnt) and the ``Bicubic`` model, which must run wherever a network would. The SR papers'
+    baseline is another bicubic (Pillow, a = -0.5, `vsr.data.bicubic_upscale`); `vsr eval` scores against that one.
+    """
     return F.interpolate(lq, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
 
 

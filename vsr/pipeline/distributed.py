@@ -24,11 +24,9 @@ finished segment); ``torchrun --max-restarts K`` reruns the group, which then co
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -38,75 +36,11 @@ from torch import nn
 
 from vsr import video
 from vsr.errors import VsrError
-from vsr.pipeline.enhance import EnhanceConfig, EnhanceResult, Interrupted, OutputPlan, enhance_video, resume_parts
-from vsr.pipeline.resume import (RECORD_SUFFIX, ResumeState, Segment, SegmentSink, segment_index, segment_name,
-                                 state_dir, write_record)
-
-# A rank with a long share may reach the final barrier hours after the others; a dead rank is torchrun's to notice.
-BARRIER_TIMEOUT = timedelta(days=7)
-
-
-@dataclass(frozen=True)
-class Rank:
-    """This process's place in a torchrun job (from the environment torchrun sets)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    local_world: int = 1
-
-    @classmethod
-    def from_env(cls) -> Rank:
-        env = os.environ
-        world = int(env.get("WORLD_SIZE", "1"))
-        return cls(int(env.get("RANK", "0")), world, int(env.get("LOCAL_RANK", "0")),
-                   int(env.get("LOCAL_WORLD_SIZE", str(world))))
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def launched() -> bool:
-    """True in a torchrun job of more than one process."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def start(cfg: EnhanceConfig) -> Rank:
-    """Joins the job's process group (gloo) and gives this rank its device: GPU ``LOCAL_RANK`` where there are GPUs
-    (and the device is auto or cuda), else CPU with the machine's cores shared among the local ranks."""
-    me = Rank.from_env()
-    if not dist.is_initialized():
-        dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
-    if cfg.device in ("auto", "cuda") and torch.cuda.is_available():
-        cfg.device = f"cuda:{me.local_rank % torch.cuda.device_count()}"
-    elif cfg.device in ("auto", "cpu"):
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        torch.set_num_threads(max(1, cores // max(1, me.local_world)))
-    return me
-
-
-def finish() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def shard(items: list, me: Rank) -> list:
-    """This rank's share of ``items`` (every world-th, so long and short files mix)."""
-    return items[me.rank :: me.world]
-
-
-def gather_outcomes(outcome: str | None, me: Rank, on_wait: Callable[[], None] | None = None) -> list[str | None]:
-    """Waits for every rank (calling ``on_wait`` about twice a second meanwhile) and returns each one's outcome."""
-    waiting = dist.barrier(async_op=True)
-    while on_wait is not None and not waiting.is_completed():
-        on_wait()
-        time.sleep(0.5)
-    waiting.wait()
-    outcomes: list = [None] * me.world
-    dist.all_gather_object(outcomes, outcome)
-    return outcomes
-
+from vsr.pipeline.enhance import EnhanceResult, Interrupted, enhance_video
+from vsr.pipeline.plan import EnhanceConfig, OutputPlan, RunPlan
+from vsr.pipeline.ranks import Rank, gather_outcomes
+from vsr.pipeline.resume import RECORD_SUFFIX, ResumeState, Segment, segment_index, segment_name, state_dir, write_record
+from vsr.pipeline.sinks import SegmentSink, resume_parts
 
 def frame_index(input_path: Path, info: video.VideoInfo, cfg: EnhanceConfig) -> list[int]:
     """The pts of every frame a run with ``cfg`` upscales, in order (decoded, without the model)."""
@@ -152,11 +86,8 @@ class SegmentPlan:
 class WindowSink:
     """Writes segments ``first`` .. ``stop - 1`` of a plan, each checked against the plan's pts, with a record each.
 
-    Has the sink interface `enhance_video` uses; ``done_last_pts`` and ``frame_limit`` bound what it decodes.
+    A `vsr.pipeline.sinks.FrameSink`; ``done_last_pts`` and ``frame_limit`` bound what it decodes.
     """
-
-    reused = 0
-    finished = False
 
     def __init__(self, plan: SegmentPlan, first: int, stop: int, folder: Path, suffix: str,
                  open_writer: Callable[[Path], video.VideoWriter]):
@@ -164,6 +95,8 @@ class WindowSink:
         self.begin, self.end = plan.bounds(first)[0], plan.bounds(stop - 1)[1]
         self.done_last_pts = plan.index[self.begin - 1] if self.begin else None
         self.frame_limit = self.end - self.begin
+        self.reused = self.reused_segments = 0  # the plan leaves finished segments out of every window
+        self.finished = False
         self.warnings: list[str] = []
         self._next = first
         self._writer: video.VideoWriter | None = None
@@ -298,11 +231,12 @@ class _Run:
             except _NoWindow:
                 return
 
-    def _sink(self, input_path, target, model, cfg, info, upscaler, plan, depth, frame_args, rebase):
-        parts = resume_parts(input_path, target, model, cfg, info, upscaler, plan, depth, frame_args, rebase)
+    def _sink(self, run: RunPlan) -> WindowSink:
+        parts = resume_parts(run)
+        target = run.output_path
         suffix = video.segment_suffix(target)
         if not self.planned:
-            self._plan(parts, target, suffix, info, upscaler, plan)
+            self._plan(parts, target, suffix, run.info, run.upscaler, run.output)
         if not self.runs:
             raise _NoWindow
         first, stop = self.runs.pop(0)

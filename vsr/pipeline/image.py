@@ -16,10 +16,12 @@ import torch
 from torch import nn
 
 from vsr import data
+from vsr.atomic import atomic_write
 from vsr.errors import VsrError
-from vsr.pipeline.enhance import EnhanceConfig, default_output_path
-from vsr.pipeline.resize import output_size, resize_frames
-from vsr.pipeline.upscaler import PEAK, Upscaler, fit_memory
+from vsr.models.runner import PEAK, Upscaler, resize_frames
+from vsr.pipeline.plan import EnhanceConfig, default_output_path
+from vsr.pipeline.memory import fit_memory
+from vsr.pipeline.resize import output_size
 from vsr.precision import Precision, choose_precision, resolve_device
 
 
@@ -69,16 +71,13 @@ def upscale_image(
     rgb = upscaler(torch.from_numpy(picture.rgb.copy())[None].to(device))[0].cpu().numpy()
     alpha = None if picture.alpha is None else _resize_alpha(picture.alpha, out_w, out_h, device)
     out = data.Picture(rgb, alpha, picture.icc_profile)
-    tmp = output_path.with_name(f".{output_path.name}.partial-{os.getpid()}{output_path.suffix}")
     try:
-        notes = data.write_image(tmp, out, quality=cfg.quality)
-        os.replace(tmp, output_path)
+        with atomic_write(output_path) as temp:
+            notes = data.write_image(temp, out, quality=cfg.quality)
     except OSError as exc:
         raise VsrError(f"cannot write {output_path}: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     for note in notes:
-        warnings.warn(note.replace(tmp.name, output_path.name))
+        warnings.warn(note.replace(temp.name, output_path.name))
     return output_path
 
 

@@ -1,32 +1,14 @@
-"""Resampling after the model, on the device: ``--outscale``, ``--width`` / ``--height`` (and any later step that
-needs frames of another size, such as square pixels).
+"""The output size of a run: ``--outscale``, ``--width`` / ``--height`` and square pixels.
 
-A model upscales by its own integer factor; any other output size is that output resampled once, with antialiased
-bicubic (Real-ESRGAN's ``--outscale`` does the same with OpenCV's area/cubic resize). Resampling the model's float
-output before it is rounded to 8 or 16 bits keeps one rounding instead of two.
+A model upscales by its own integer factor; any other output size is that output resampled once, on the device,
+by `vsr.models.runner.resize_frames` (antialiased bicubic).
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
 
-import torch
-import torch.nn.functional as F
-
 from vsr.errors import VsrError
-
-
-def resize_frames(frames: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Resamples (N, C, H, W) float frames to (N, C, height, width) with antialiased bicubic, on their device.
-
-    Computed in fp32 (the reduced-precision kernels of ``interpolate`` are missing on some CPUs and round twice)
-    and returned in the input's dtype. Values may overshoot [0, 1] a little, as bicubic does; the caller clamps.
-    Frames already of that size are returned as they are.
-    """
-    if frames.shape[-2:] == (height, width):
-        return frames
-    out = F.interpolate(frames.float(), size=(height, width), mode="bicubic", align_corners=False, antialias=True)
-    return out.to(frames.dtype)
 
 
 def output_size(

@@ -4,7 +4,8 @@ The state folder is ``.<target name>.vsr-resume/`` beside the target. It holds `
 the finished segments ``seg-00000.mp4``, ``seg-00001.mp4``, ... (``.mov`` for non-MP4 targets: see
 `video.segment_suffix`). Each segment is our own encode of ``segment_frames`` consecutive frames (video only,
 original pts), written by `VideoWriter` to a temp file and renamed, so a segment file that exists is complete; the
-manifest is rewritten (temp + rename) after each one, so it never names a partial file.
+manifest is rewritten (temp + rename) after each one, so it never names a partial file. This module keeps the
+state; `vsr.pipeline.sinks.SegmentSink` writes the segments into it and joins them.
 
 A later run with ``--resume`` checks that the input (path, size, mtime), the model (a hash of its weights) and every
 setting that changes the segments' content are those of the manifest, and refuses with one line naming the first
@@ -23,21 +24,17 @@ keeps the unbroken run from ``seg-00000`` on, so single-process ``--resume`` can
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import json
-import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from vsr import video
+from vsr.atomic import atomic_write
 from vsr.errors import VsrError
 
 MANIFEST = "manifest.json"
@@ -92,12 +89,10 @@ class Segment:
 def write_record(folder: Path, segment: Segment) -> None:
     """Records a finished segment (its file already renamed into place) beside it, for the lock holder to adopt."""
     record = folder / (Path(segment.file).stem + RECORD_SUFFIX)
-    temp = folder / f".{record.name}.tmp"
     try:
-        temp.write_text(json.dumps(vars(segment)))
-        os.replace(temp, record)
+        with atomic_write(record) as temp:
+            temp.write_text(json.dumps(vars(segment)))
     except OSError as err:
-        temp.unlink(missing_ok=True)
         raise VsrError(f"cannot write resume state {folder}: {err.strerror or err}") from None
 
 
@@ -225,12 +220,10 @@ class ResumeState:
     def save(self) -> None:
         data = {"vsr_resume": VERSION, "target": self.target.name, **self.identity,
                 "segments": [vars(seg) for seg in self.segments], "finished": self.finished}
-        temp = self.dir / f".{MANIFEST}.tmp"
         try:
-            temp.write_text(json.dumps(data, indent=1))
-            os.replace(temp, self.dir / MANIFEST)
+            with atomic_write(self.dir / MANIFEST) as temp:
+                temp.write_text(json.dumps(data, indent=1))
         except OSError as err:
-            temp.unlink(missing_ok=True)
             raise VsrError(f"cannot write resume state {self.dir}: {err.strerror or err}") from None
 
     def release(self) -> None:
@@ -248,99 +241,3 @@ class ResumeState:
             return "no segment was finished, nothing kept"
         return (f"{len(self.segments)} finished segment(s) ({self.frames} frames) kept in {self.dir}; "
                 "rerun with --resume to continue")
-
-
-class SegmentSink:
-    """Receives upscaled frames in order and writes them as segments of ``segment_frames`` frames.
-
-    Args:
-        state: the resume state (finished segments are kept as they are).
-        segment_frames: frames per segment.
-        open_writer: opens a `VideoWriter` (video only) on a segment path.
-        join: ``join(segment_paths, output) -> JoinResult`` (`video.join_segments` with the run's settings bound).
-    """
-
-    def __init__(self, state: ResumeState, segment_frames: int, open_writer: Callable[[Path], video.VideoWriter],
-                 join: Callable[[list[Path], Path], object]):
-        self.state = state
-        self.segment_frames = segment_frames
-        self._open_writer = open_writer
-        self._join = join
-        self._writer: video.VideoWriter | None = None
-        self._first_pts: int | None = None
-        self._last_pts: int | None = None
-        self.reused = state.frames
-        self.reused_segments = len(state.segments)
-        self.warnings: list[str] = []
-
-    @property
-    def done_last_pts(self) -> int | None:
-        """pts of the last frame already in a finished segment (the decoder drops frames up to it)."""
-        return self.state.last_pts
-
-    @property
-    def finished(self) -> bool:
-        return self.state.finished
-
-    def write(self, frames: np.ndarray, pts: list[int]) -> None:
-        i = 0
-        while i < len(pts):
-            if self._writer is None:
-                self._writer = self._open_writer(self.state.segment_path(len(self.state.segments)))
-                self._first_pts = int(pts[i])
-            take = min(self.segment_frames - self._writer.frames_written, len(pts) - i)
-            self._writer.write(frames[i : i + take], pts[i : i + take])
-            i += take
-            if self._writer.frames_written >= self.segment_frames:
-                self._close_segment(int(pts[i - 1]))
-        if len(pts):
-            self._last_pts = int(pts[-1])
-
-    def _close_segment(self, last_pts: int) -> None:
-        writer, self._writer = self._writer, None
-        writer.close()  # temp + rename: the segment file exists only once complete
-        self.warnings += [w for w in getattr(writer, "warnings", []) if w not in self.warnings]
-        self.state.add(Segment(writer.path.name, writer.frames_written, self._first_pts, last_pts))
-
-    def finish(self, frames_in: int, last_pts_in: int | None, target: Path, overwrite: bool) -> tuple[int, int | None]:
-        """Closes the last segment, joins all of them into ``target`` and checks the result against the input.
-
-        Returns:
-            (frames, last pts) of the joined file.
-        """
-        if self._writer is not None:
-            self._close_segment(self._last_pts)
-        self.state.finished = True
-        self.state.save()
-        if self.state.frames != frames_in:
-            raise VsrError(f"resume state {self.state.dir} holds {self.state.frames} frames, expected {frames_in}; "
-                           "delete that folder and run again")
-        joined = self.state.dir / f"joined{target.suffix}"
-        result = self._join([self.state.dir / seg.file for seg in self.state.segments], joined)
-        self.warnings += [w for w in getattr(result, "warnings", []) if w not in self.warnings]
-        if result.frames != frames_in or result.last_pts != last_pts_in:
-            joined.unlink(missing_ok=True)
-            raise VsrError(f"joined segments hold {result.frames} frames ending at pts {result.last_pts}, expected "
-                           f"{frames_in} ending at {last_pts_in}; output discarded")
-        if target.exists() and not overwrite:  # it may have appeared since the start
-            raise VsrError(f"output file exists: {target} (use --overwrite to replace it)")
-        try:
-            os.replace(joined, target)
-        except OSError as err:
-            hint = " (disk full)" if err.errno == errno.ENOSPC else ""
-            raise VsrError(f"cannot write {target}: {err.strerror or err}{hint}") from None
-        self.state.remove()
-        return result.frames, result.last_pts
-
-    def abort(self) -> None:
-        """Drops the unfinished segment; finished ones stay for the next --resume (the folder goes if none is)."""
-        if self._writer is not None:
-            self._writer.abort()
-            self._writer = None
-        if self.state.segments:
-            self.state.release()
-        else:
-            self.state.remove()
-
-    def describe(self) -> str:
-        return self.state.describe()

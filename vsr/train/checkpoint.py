@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from vsr import models
+from vsr.atomic import atomic_write
 from vsr.errors import VsrError
 
 CKPT_VERSION = 1
@@ -97,12 +98,8 @@ class Batches:
 
 def save_checkpoint(path: Path, ckpt: dict) -> None:
     """torch.save to a temp file beside `path`, then rename: a crash mid-write never leaves a broken ckpt.pt."""
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as temp:
+        torch.save(ckpt, temp)
 
 
 def load_checkpoint(path: Path) -> dict:

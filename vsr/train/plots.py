@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from vsr import data
+from vsr.atomic import atomic_write
 from vsr.train.config import TrainConfig
 
 
@@ -89,9 +89,8 @@ def draw_curves(log_path: Path, out_path: Path) -> None:
     draw = ImageDraw.Draw(canvas)
     for i, (title, lines, log) in enumerate(panels):
         _panel(draw, (i % cols) * pw, (i // cols) * ph, pw, ph, title, lines, log)
-    tmp = out_path.with_name(f".{out_path.name}.partial.png")
-    canvas.save(tmp)
-    os.replace(tmp, out_path)
+    with atomic_write(out_path) as temp:
+        canvas.save(temp, format="PNG")
 
 
 def _panel(draw: ImageDraw.ImageDraw, x0: int, y0: int, w: int, h: int, title: str, lines: list, log: bool) -> None:

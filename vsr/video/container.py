@@ -1,5 +1,5 @@
-"""The output file around an encoder: checks before writing, the temp file beside the target, muxer options that keep
-timestamps exact, and reading a finished file back (:func:`summarize`) to check it.
+"""The output file around an encoder: checks before writing, muxer options that keep timestamps exact, and reading
+a finished file back (:func:`summarize`) to check it. (The temp file beside the target is `vsr.atomic.create_temp`.)
 
 Used by :class:`~vsr.video.VideoWriter` and :func:`~vsr.video.join_segments`.
 """
@@ -7,7 +7,6 @@ Used by :class:`~vsr.video.VideoWriter` and :func:`~vsr.video.join_segments`.
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -89,21 +88,6 @@ def check_output_path(path: Path, source, overwrite: bool) -> None:
             raise VsrError(f"output is the same file as the input: {path}")
     if path.exists() and not overwrite:
         raise VsrError(f"output file exists: {path} (use --overwrite to replace it)")
-
-
-def create_temp(path: Path) -> Path:
-    """Create an empty hidden file beside ``path`` ("." + name + ".partial-XXXXXXXX" + the same extension)."""
-    # Not tempfile.mkstemp: its 0600 mode would end up on the renamed output; os.open applies the umask.
-    for _ in range(100):
-        temp = path.parent / f".{path.name}.partial-{secrets.token_hex(4)}{path.suffix}"
-        try:
-            os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return temp
-        except FileExistsError:
-            continue
-        except OSError as err:
-            raise VsrError(f"cannot write to folder {path.parent}: {error_text(err)}") from None
-    raise VsrError(f"cannot create a temporary file in {path.parent}")
 
 
 # Containers whose muxer keeps every timestamp as given (with the options below). The rest (AVI) cannot store

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import av
 
+from vsr.atomic import create_temp
 from vsr.errors import VsrError
 from vsr.video.colour import tag_stream
 from vsr.video.probe import error_text, main_video_stream, open_input
@@ -32,7 +33,6 @@ from vsr.video.container import (
     check_summary,
     close_quietly,
     container_options,
-    create_temp,
     exact_times,
     summarize,
     tag_hevc_for_apple,

@@ -13,7 +13,8 @@ from vsr.errors import VsrError
 from vsr.video.colour import frame_colour, pix_fmt_bits
 from vsr.video.deinterlace import field_order
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+# Still images, the one list: `enhance` upscales them as pictures, `train` and `eval` read them (`vsr.data`).
+IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 # What archives hold besides the usual web containers: DVD (MPEG-PS .mpg/.vob), broadcast and camcorder transport
 # streams (.ts/.m2ts/.mts), DV tapes (.dv), elementary streams (.m2v/.h264/.hevc) and older formats.
 VIDEO_EXTS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg", ".vob",

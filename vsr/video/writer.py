@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from vsr.atomic import create_temp
 from vsr.errors import VsrError
 from vsr.video.codecs import check_codec, default_codec, default_pix_fmt, encoder_options, output_pix_fmt
 from vsr.video.colour import COLOR_SPACES, SWS_QUALITY, default_space, sws_args, tag_stream
@@ -23,7 +24,6 @@ from vsr.video.container import (
     check_summary,
     close_quietly,
     container_options,
-    create_temp,
     exact_times,
     fix_short_dts,
     summarize,
