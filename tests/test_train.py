@@ -4,7 +4,6 @@ on a folder of small PNGs made here. Nothing is timed; every run finishes in sec
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -315,19 +314,3 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_with_one_line(folders, tmp_path):
     # The weights learnt so far are exported, ready for `vsr enhance --weights`.
     assert models.load_model(run / "model.pt", scale=None).meta["trained_steps"] == step
     assert f"--weights {run / 'model.pt'}" in err
-
-
-@pytest.mark.slow
-def test_torchrun_ddp_two_cpu_processes_with_gloo(folders, tmp_path):
-    run = tmp_path / "ddp"
-    # --run-dir: torchrun's own parser would read --run as an abbreviation of its --run-path.
-    args = _cli_args(folders, run, "--run-dir", str(run), "--steps", "3", "--val-every", "3")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "vsr", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env=env,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "on cpu x2" in proc.stderr
-    assert [r["step"] for r in read_log(run) if "losses" in r] == [1, 2, 3]  # one writer: rank 0
-    assert torch.load(run / "ckpt.pt", weights_only=True)["step"] == 3
