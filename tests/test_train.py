@@ -314,3 +314,10 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_with_one_line(folders, tmp_path):
     # The weights learnt so far are exported, ready for `vsr enhance --weights`.
     assert models.load_model(run / "model.pt", scale=None).meta["trained_steps"] == step
     assert f"--weights {run / 'model.pt'}" in err
+
+
+def test_a_run_without_validation_images_trains_and_exports(folders, tmp_path):
+    run = tmp_path / "run"
+    result = train.train(tiny(folders, run, val_dir=None, steps=2), progress=False)
+    assert result["step"] == 2 and result["val"] is None
+    assert models.load_model(run / "model.pt", scale=None).meta["trained_steps"] == 2

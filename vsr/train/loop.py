@@ -241,8 +241,10 @@ def _train(cfg: TrainConfig, ranks: Ranks, progress: bool) -> dict:
         if lockstep:
             distributed.barrier(ranks)
 
-    def record_val(result: dict) -> None:
+    def record_val(result: dict | None) -> None:
         nonlocal last_val
+        if result is None:  # no validation images
+            return
         last_val = {k: result[k] for k in ("psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y", "images")}
         append_log(log_path, {"step": step, "val": last_val})
         if events is not None:
