@@ -289,7 +289,8 @@ def _cli_args(folders, run: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_with_one_line(folders, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_with_one_line(folders, tmp_path, sig):
     run = tmp_path / "run"
     args = _cli_args(folders, run, "--run", str(run), "--steps", "100000", "--val-every", "100000")
     proc = subprocess.Popen([sys.executable, "-m", "vsr", *args], cwd=REPO, stdout=subprocess.PIPE,
@@ -302,7 +303,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_with_one_line(folders, tmp_path):
             if proc.poll() is not None:
                 break
             time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)  # SIGTERM: a Slurm preemption, or torchrun stopping its workers
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()

@@ -142,13 +142,13 @@ def _with_sync_batchnorm(module: nn.Module) -> nn.Module:
 def data_parallel(model: nn.Module, ranks: Ranks) -> nn.Module:
     """DistributedDataParallel around `model` (world size > 1), else `model` itself.
 
-    broadcast_buffers=False: with synchronised BatchNorm every rank's running statistics are already the same, and
-    DDP's default would overwrite them with rank 0's at every forward.
+    forward_sync_buffers=False: with synchronised BatchNorm every rank's running statistics are already the same, and
+    DDP's default would overwrite them with rank 0's at every forward (buffers are still made equal once, at start).
     """
     if ranks.world <= 1:
         return model
     device_ids = [ranks.device.index] if ranks.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=False)
 
 
 def any_rank(flag: bool, ranks: Ranks) -> bool:

@@ -1,5 +1,5 @@
 """What a run tells its user and keeps on record: console lines (above the progress bar), log.jsonl, and the Ctrl-C
-handling that lets a run end at a step boundary with its checkpoint written."""
+and SIGTERM handling that lets a run end at a step boundary with its checkpoint written."""
 
 from __future__ import annotations
 
@@ -38,11 +38,17 @@ def truncate_log(path: Path, step: int) -> None:
 
 
 class GracefulStop:
-    """The first Ctrl-C asks the loop to stop at the end of the current step; a second one interrupts at once."""
+    """The first Ctrl-C (or SIGTERM) asks the loop to stop at the end of the current step; a second interrupts at once.
+
+    SIGTERM is how Slurm preempts a job and how torchrun stops its workers, so a preempted run checkpoints and exports
+    its weights like a Ctrl-C'd one, and its requeued job resumes where it stopped.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self._previous = {}
 
     def _handler(self, signum, frame):
         if self.requested:
@@ -51,9 +57,9 @@ class GracefulStop:
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
+            self._previous = {sig: signal.signal(sig, self._handler) for sig in self.SIGNALS}
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
