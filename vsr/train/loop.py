@@ -210,16 +210,16 @@ def _train(cfg: TrainConfig, ranks: Ranks, progress: bool) -> dict:
         """Rank 0 writes ckpt.pt. In lockstep (every rank here at the same step), all ranks first check that they
         hold the same weights and hand rank 0 their crop streams, and the others wait until the file is written."""
         states = {"G": raw_g.state_dict(), **({"D": raw_d.state_dict()} if gan else {})}
-        prints = {k: distributed.fingerprint(v) for k, v in states.items()}
-        prints = distributed.gather(prints, ranks) if lockstep else [prints]
         rngs = distributed.gather(dataset_rng(dataset), ranks) if lockstep else [dataset_rng(dataset)]
-        if any(p != prints[0] for p in prints):
-            raise VsrError(f"the {world} ranks hold different weights at step {step} ({prints}): DDP lost sync; "
-                           f"resume from the last checkpoint")
+        if world > 1 and lockstep:  # a hash of each rank's weights and BN statistics: all must be the same
+            prints = distributed.gather({k: distributed.fingerprint(v) for k, v in states.items()}, ranks)
+            if any(p != prints[0] for p in prints):
+                raise VsrError(f"the {world} ranks hold different weights at step {step} ({prints}): DDP lost sync; "
+                               f"resume from the last checkpoint")
+            if master:
+                append_log(log_path, {"step": step, "weights": {k: [p[k] for p in prints] for k in states}})
         if not master:
             return distributed.barrier(ranks) if lockstep else None
-        if world > 1:
-            append_log(log_path, {"step": step, "weights": {k: [p[k] for p in prints] for k in states}})
         save_checkpoint(ckpt_path, {
             "version": CKPT_VERSION,
             "model_args": model_args,
