@@ -16,13 +16,12 @@ import click
 from click.core import ParameterSource
 
 from vsr import train
+from vsr.models import SCALES as MODEL_SCALES
+from vsr.cli_options import DEGRADE_FLAGS, degradation_options
 from vsr.errors import VsrError
 from vsr.precision import PRECISIONS
 
-SCALES = ("2", "3", "4", "8")
-# data.Degradation fields settable by flag (into TrainConfig.degrade_args); any field can be set in --config.
-DEGRADE_FLAGS = ("blur_sigma", "noise_sigma", "poisson_prob", "camera_noise_prob", "interlace_prob", "chroma_prob",
-                 "jpeg_prob", "jpeg_quality", "video_prob", "mpeg2_prob", "mpeg2_bpp", "crf", "second_order_prob")
+SCALES = tuple(str(s) for s in MODEL_SCALES)
 
 
 def click_error(exc: VsrError) -> click.ClickException:
@@ -61,21 +60,6 @@ def load_cli_model(model: str, weights: str | None, scale: int | None, check_arc
         arch = model if check_arch and model in models.list_models() else None
         return models.load_model(weights, scale=scale, device="cpu", arch=arch)
     return models.load_model(model, scale=scale, device="cpu")
-
-
-class _Range(click.ParamType):
-    """LO,HI -> [lo, hi] (numbers)."""
-
-    name = "LO,HI"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, (list, tuple)):
-            return list(value)
-        try:
-            lo, hi = (float(v) for v in str(value).split(","))
-        except ValueError:
-            self.fail(f"{value!r} is not LO,HI (two numbers and a comma)", param, ctx)
-        return [int(lo) if lo.is_integer() else lo, int(hi) if hi.is_integer() else hi]
 
 
 _D = train.TrainConfig()  # flag defaults are the dataclass's: one source of truth
@@ -117,59 +101,14 @@ _D = train.TrainConfig()  # flag defaults are the dataclass's: one source of tru
 )
 @click.option(
     "-b", "--batch-size", type=click.IntRange(1), default=_D.batch_size, show_default=True,
-    help="Crops per step and process.",
+    help="Crops per step and process (under torchrun the global batch is this x the number of processes).",
 )
 @click.option(
     "--degrade", type=click.Choice(["bicubic", "realistic"]), default=_D.degrade, show_default=True,
     help="How LR is made: the paper's bicubic, or a recorder chain like real footage (blur, sensor noise, "
     "interlacing, chroma subsampling, JPEG, MPEG-2/H.264, deinterlacing, a second round).",
 )
-@click.option(
-    "--blur-sigma", type=_Range(), default=None,
-    help="realistic: Gaussian blur sigma range, HR pixels  [default: 0.2,2]",
-)
-@click.option(
-    "--noise-sigma", type=_Range(), default=None,
-    help="realistic: Gaussian noise std range, 0..255  [default: 0,10]",
-)
-@click.option(
-    "--poisson-prob", type=click.FloatRange(0, 1), default=None,
-    help="realistic: chance of Poisson instead of Gaussian noise  [default: 0.3]",
-)
-@click.option(
-    "--camera-noise-prob", type=click.FloatRange(0, 1), default=None,
-    help="realistic: chance of sensor noise in linear light (shot + read noise, low light) instead  [default: 0.3]",
-)
-@click.option(
-    "--interlace-prob", type=click.FloatRange(0, 1), default=None,
-    help="realistic: chance of interlaced capture, deinterlaced by bwdif, yadif or line doubling  [default: 0.25]",
-)
-@click.option(
-    "--chroma-prob", type=click.FloatRange(0, 1), default=None,
-    help="realistic: chance of 4:2:0 or DV 4:1:1 chroma subsampling by swscale  [default: 0.3]",
-)
-@click.option(
-    "--jpeg-prob", type=click.FloatRange(0, 1), default=None,
-    help="realistic: chance of a JPEG stage  [default: 0.3]",
-)
-@click.option("--jpeg-quality", type=_Range(), default=None, help="realistic: JPEG quality range  [default: 40,95]")
-@click.option(
-    "--video-prob", type=click.FloatRange(0, 1), default=None,
-    help="realistic: chance of a codec round trip (H.264 or MPEG-2)  [default: 1]",
-)
-@click.option(
-    "--mpeg2-prob", type=click.FloatRange(0, 1), default=None,
-    help="realistic: share of coded clips coded as MPEG-2 (DVD) instead of H.264  [default: 0.3]",
-)
-@click.option(
-    "--mpeg2-bpp", type=_Range(), default=None,
-    help="realistic: MPEG-2 bits per pixel range (DVD: 0.2-0.95)  [default: 0.2,0.95]",
-)
-@click.option("--crf", type=_Range(), default=None, help="realistic: libx264 CRF range  [default: 18,35]")
-@click.option(
-    "--second-order-prob", type=click.FloatRange(0, 1), default=None,
-    help="realistic: chance of a second round (blur, resize, noise, H.264), as Real-ESRGAN  [default: 0.4]",
-)
+@degradation_options
 @click.option(
     "--workers", type=click.IntRange(0), default=_D.workers, show_default=True,
     help="DataLoader worker processes (0: load in the training process).",
@@ -281,7 +220,9 @@ _D = train.TrainConfig()  # flag defaults are the dataclass's: one source of tru
 def train_cmd(ctx, config_file, export_from, **flags):
     """Train a super-resolution model: SRResNet on MSE (--phase mse), then SRGAN (--phase gan --init-from RUN/ckpt.pt).
 
-    Runs under torchrun too (torchrun --nproc_per_node N -m vsr train ...): DDP, one process per GPU (or CPU gloo).
+    Runs under torchrun too (torchrun --nproc_per_node N -m vsr train --run-dir RUN ...): DDP, one process per GPU
+    (or CPU processes on gloo), BatchNorm synchronised across them, rank 0 alone validating and writing RUN; the
+    checkpoint resumes at any number of processes.
     """
     if export_from:
         if not flags["export"]:
@@ -353,7 +294,8 @@ def train_cmd(ctx, config_file, export_from, **flags):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.pass_context
 @_one_line_errors
-def eval_cmd(ctx, hr_dir, scale, model, weights, degrade, device, precision, fp32, border, video, max_frames, seed, as_json):
+def eval_cmd(ctx, hr_dir, scale, model, weights, degrade, device, precision, fp32, border, video, max_frames, seed,
+             as_json):
     """PSNR/SSIM (Y channel, border = scale) of a model and of bicubic on a folder of HR images (Set5, Set14, ...).
 
     LR images are made from the HR ones as the SR papers do (antialiased bicubic); with --video, every frame of an

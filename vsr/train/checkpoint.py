@@ -96,6 +96,20 @@ class Batches:
         return batch
 
 
+def data_position(saved: dict, batch_size: int, world: int) -> tuple[int, int]:
+    """(pass, batches already taken per rank in it) to resume from, given a checkpoint's "data" record.
+
+    The record counts batches per rank at the world size and batch size it was written with; at another world size
+    or batch size the same number of samples of the pass is skipped (rounded down to whole batches), so a resumed
+    run neither starts the pass over nor runs past it. (Which images those are differs: each world size shuffles
+    its own way.)
+    """
+    saved_world, saved_batch = saved.get("world", 1), saved.get("batch_size", batch_size)
+    if (saved_world, saved_batch) == (world, batch_size):
+        return saved["epoch"], saved["offset"]
+    return saved["epoch"], saved["offset"] * saved_batch * saved_world // (batch_size * world)
+
+
 def save_checkpoint(path: Path, ckpt: dict) -> None:
     """torch.save to a temp file beside `path`, then rename: a crash mid-write never leaves a broken ckpt.pt."""
     with atomic_write(path) as temp:
@@ -186,6 +200,32 @@ def initial_generator(path: str, arch: str, scale: int) -> tuple[dict, dict]:
         # another), the tensors whose shapes differ (the upsampler) start fresh; see load_matching.
         model_args = {"arch": model_args["arch"], "args": {**model_args["args"], "scale": scale}}
     return model_args, state
+
+
+def generator_args(cfg, ckpt: dict | None) -> tuple[dict, dict | None]:
+    """G's `model_args` and the state dict to start it from (None: fresh weights, or the checkpoint's own).
+
+    The architecture comes from the checkpoint (resume), from --init-from (the GAN phase: the MSE run), or from the
+    flags (`cfg`, a TrainConfig).
+
+    Raises:
+        VsrError: --num-feat / --num-block contradict the checkpoint or --init-from.
+    """
+    init_state = None
+    if ckpt:
+        model_args = ckpt["model_args"]
+    elif cfg.init_from:
+        model_args, init_state = initial_generator(cfg.init_from, cfg.arch, cfg.scale)
+    else:
+        args = {"scale": cfg.scale}
+        args.update({k: v for k, v in (("num_feat", cfg.num_feat), ("num_block", cfg.num_block)) if v is not None})
+        model_args = {"arch": cfg.arch, "args": args}
+    for name in ("num_feat", "num_block"):
+        asked, built = getattr(cfg, name), model_args["args"].get(name)
+        if asked is not None and built is not None and asked != built:
+            source = "the checkpoint" if ckpt else f"--init-from {cfg.init_from}"
+            raise VsrError(f"--{name.replace('_', '-')} {asked} does not match {source}, which has {built}")
+    return model_args, init_state
 
 
 def load_matching(model: torch.nn.Module, state: dict) -> tuple[int, int]:

@@ -2,25 +2,23 @@
 
 The learning rate is a pure function of the step, autocast is chosen once, the GAN step follows BasicSR's SRGANModel
 (D frozen for the G step; G loss = mse_weight * pixel + perceptual + adv_weight * adversarial; then D on gt and on
-sr.detach()). Master weights, the optimizer and the EMA of G stay fp32 whatever `--precision` says. Under `torchrun`
-every process trains (DDP, NCCL on CUDA, gloo on CPU); only rank 0 writes or validates.
+sr.detach()). Master weights, the optimizer and the EMA of G stay fp32 whatever `--precision` says.
+
+Under `torchrun` every process trains its own crops (DDP, NCCL on CUDA, gloo on CPU; see vsr.train.distributed):
+`--batch-size` is per process, so the global batch is batch_size x world size; BatchNorm statistics are those of the
+global batch; losses are logged as the mean over ranks; only rank 0 validates and writes, the others wait for it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
-import signal
-import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
@@ -28,13 +26,15 @@ from tqdm import tqdm
 from vsr import data, evaluate, losses, models
 from vsr.errors import VsrError
 from vsr.models.fast import keep_freed_memory
-from vsr.precision import autocast, choose_precision, resolve_device
+from vsr.precision import autocast, choose_precision
+from vsr.train import distributed
 from vsr.train.checkpoint import (
     CKPT_VERSION,
     Ema,
     Batches,
+    data_position,
     dataset_rng,
-    initial_generator,
+    generator_args,
     load_checkpoint,
     rng_states,
     save_checkpoint,
@@ -44,8 +44,10 @@ from vsr.train.checkpoint import (
     load_matching,
 )
 from vsr.train.config import TrainConfig, split_validation, lr_at, resolve_config
+from vsr.train.distributed import Ranks
 from vsr.train.events import EventLog
 from vsr.train.plots import degradation_example, draw_curves, sample_grid
+from vsr.train.runlog import GracefulStop, append_log, describe_val, log, truncate_log
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
@@ -64,16 +66,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             --resume, an unreadable checkpoint.
     """
     cfg = resolve_config(cfg)
-    rank, world, device = _init_distributed(cfg.device)
+    ranks = distributed.init_distributed(cfg.device)
     try:
-        return _train(cfg, rank, world, device, progress)
+        return _train(cfg, ranks, progress)
     finally:
-        if world > 1:
-            dist.destroy_process_group()
+        distributed.close(ranks)
 
 
-def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progress: bool) -> dict:
-    gan, master = cfg.phase == "gan", rank == 0
+def _train(cfg: TrainConfig, ranks: Ranks, progress: bool) -> dict:
+    gan, master, world, device = cfg.phase == "gan", ranks.master, ranks.world, ranks.device
     run = Path(cfg.run)
     ckpt_path = run / "ckpt.pt"
     if not cfg.resume and ckpt_path.exists():
@@ -97,22 +98,9 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
     scaler = torch.amp.GradScaler(device.type, enabled=precision.name == "fp16")
 
     # Models. G's architecture comes from the checkpoint (resume), the MSE run (GAN phase), or the flags.
-    init_state = None
-    if ckpt:
-        model_args = ckpt["model_args"]
-    elif cfg.init_from:
-        model_args, init_state = initial_generator(cfg.init_from, cfg.arch, cfg.scale)
-    else:
-        args = {"scale": cfg.scale}
-        args.update({k: v for k, v in (("num_feat", cfg.num_feat), ("num_block", cfg.num_block)) if v is not None})
-        model_args = {"arch": cfg.arch, "args": args}
-    for name in ("num_feat", "num_block"):
-        asked, built = getattr(cfg, name), model_args["args"].get(name)
-        if asked is not None and built is not None and asked != built:
-            source = "the checkpoint" if ckpt else f"--init-from {cfg.init_from}"
-            raise VsrError(f"--{name.replace('_', '-')} {asked} does not match {source}, which has {built}")
+    model_args, init_state = generator_args(cfg, ckpt)
     if gan and not cfg.init_from and not ckpt and master:
-        _log("Warning: --phase gan without --init-from starts G from random weights (the paper starts from SRResNet)")
+        log("Warning: --phase gan without --init-from starts G from random weights (the paper starts from SRResNet)")
     raw_g = models.build_model(model_args["arch"], **model_args["args"])
     if not any(p.requires_grad for p in raw_g.parameters()):
         raise VsrError(f"model {model_args['arch']} has no weights to train")
@@ -121,7 +109,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
         if copied == 0:
             raise VsrError(f"--init-from {cfg.init_from} shares no weights with {model_args}")
         if master and (copied < total or copied < len(init_state)):
-            _log(f"--init-from {cfg.init_from}: {copied} of its {len(init_state)} tensors copied into the "
+            log(f"--init-from {cfg.init_from}: {copied} of its {len(init_state)} tensors copied into the "
                  f"{total} of this model (another scale: the trunk carries over, the upsampler differs)")
     d_args = {"num_feat": cfg.d_num_feat} if not ckpt else ckpt["d_args"]
     raw_d = models.Discriminator(**d_args) if gan else None
@@ -131,9 +119,13 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
         raw_d.to(device, memory_format=torch.channels_last).train()
     if perceptual is not None:
         perceptual.to(device, memory_format=torch.channels_last)
+    ema = Ema(raw_g, cfg.ema_decay) if cfg.ema_decay > 0 else None  # a copy with plain BN, for validation
+    # BatchNorm over the global batch (world > 1). The new modules share the parameters and buffers (and their names),
+    # so the optimizers, the EMA and the checkpoint's state dicts are as at world size 1.
+    raw_g = distributed.sync_batchnorm(raw_g, ranks)
+    raw_d = distributed.sync_batchnorm(raw_d, ranks) if gan else None
     opt_g = torch.optim.Adam(raw_g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(raw_d.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2)) if gan else None
-    ema = Ema(raw_g, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
     # Data.
     train_sources, val = split_validation(cfg)
@@ -149,9 +141,11 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
     except TypeError as exc:
         raise VsrError(f"bad degradation option: {exc}") from None
     n_images = sum(len(data.list_images(s, exclude=("holdout",))) for s in train_sources)
-    # At least 100 steps per pass, so small folders (T91: 91 images) do not restart the loader every 5 steps.
+    # At least 100 steps per pass, so small folders (T91: 91 images) do not restart the loader every 5 steps. A
+    # resumed run keeps its pass length, whatever its world size now.
+    length = ckpt["data"].get("length") if ckpt else None
     dataset = data.PairDataset(train_sources, cfg.scale, hr_crop=cfg.hr_crop, degradation=degradation,
-                               length=max(n_images, 100 * cfg.batch_size * world), seed=cfg.seed)
+                               length=length or max(n_images, 100 * cfg.batch_size * world), seed=cfg.seed)
     loader = data.make_loader(dataset, cfg.batch_size, cfg.workers, distributed=world > 1, seed=cfg.seed)
 
     step, last_val = 0, None
@@ -167,16 +161,14 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
             scaler.load_state_dict(ckpt["scaler"])
         step, last_val = ckpt["step"], ckpt.get("val")
         set_rng_states(ckpt["rng"])
-    batches = Batches(loader, cfg.seed, *((ckpt["data"]["epoch"], ckpt["data"]["offset"]) if ckpt else (0, 0)))
-    if ckpt and world == 1 and cfg.workers == 0:
-        set_dataset_rng(dataset, ckpt["data"].get("dataset_rng"))
+    batches = Batches(loader, cfg.seed, *(data_position(ckpt["data"], cfg.batch_size, world) if ckpt else (0, 0)))
+    saved_rngs = ckpt["data"].get("dataset_rng") if ckpt else None
+    saved_rngs = [saved_rngs] if isinstance(saved_rngs, str) else saved_rngs  # one process's, before per-rank lists
+    if saved_rngs and len(saved_rngs) == world and cfg.workers == 0:
+        set_dataset_rng(dataset, saved_rngs[ranks.rank])  # each rank goes on with its own stream of crops
 
-    model_g, model_d = raw_g, raw_d
-    if world > 1:
-        device_ids = [device.index] if device.type == "cuda" else None
-        model_g = nn.parallel.DistributedDataParallel(raw_g, device_ids=device_ids)
-        if gan:
-            model_d = nn.parallel.DistributedDataParallel(raw_d, device_ids=device_ids)
+    model_g = distributed.data_parallel(raw_g, ranks)
+    model_d = distributed.data_parallel(raw_d, ranks) if gan else None
     if cfg.compile:
         model_g = torch.compile(model_g)
 
@@ -185,17 +177,18 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
         (run / "samples").mkdir(parents=True, exist_ok=True)
         (run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
         if ckpt:
-            _truncate_log(log_path, step)  # lines written after the checkpoint belong to steps we redo
+            truncate_log(log_path, step)  # lines written after the checkpoint belong to steps we redo
         elif log_path.exists():
             log_path.unlink()
         if cfg.degrade == "realistic" and not ckpt:
             degradation_example(dataset, degradation, cfg, run / "degradation_example.png")
         n_params = sum(p.numel() for p in raw_g.parameters())
-        _log(
+        log(
             f"train {cfg.phase}: {model_args['arch']} x{cfg.scale} {model_args['args']} ({n_params / 1e6:.2f} M params)"
             f" on {device}{f' x{world}' if world > 1 else ''}, {precision.name} ({precision.reason}); "
-            f"{len(dataset.paths)} training images, {cfg.degrade} LR; validation: {_describe(val)}; run: {run}"
-            + (f"; resuming at step {step}" if ckpt else "")
+            f"{len(dataset.paths)} training images, {cfg.degrade} LR, batch {cfg.batch_size}"
+            f"{f' x {world} ranks = {cfg.batch_size * world}' if world > 1 else ''}; validation: {describe_val(val)}; "
+            f"run: {run}" + (f"; resuming at step {step}" if ckpt else "")
         )
     events = EventLog.open(run, step) if master else None  # TensorBoard event files, when it is installed
 
@@ -213,44 +206,62 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
             sample_grid(shown, cfg.scale, step, run / "samples" / f"step_{step:06d}.png")
         return result
 
-    def checkpoint() -> None:
+    def checkpoint(lockstep: bool = True) -> None:
+        """Rank 0 writes ckpt.pt. In lockstep (every rank here at the same step), all ranks first check that they
+        hold the same weights and hand rank 0 their crop streams, and the others wait until the file is written."""
+        states = {"G": raw_g.state_dict(), **({"D": raw_d.state_dict()} if gan else {})}
+        rngs = distributed.gather(dataset_rng(dataset), ranks) if lockstep else [dataset_rng(dataset)]
+        if world > 1 and lockstep:  # a hash of each rank's weights and BN statistics: all must be the same
+            prints = distributed.gather({k: distributed.fingerprint(v) for k, v in states.items()}, ranks)
+            if any(p != prints[0] for p in prints):
+                raise VsrError(f"the {world} ranks hold different weights at step {step} ({prints}): DDP lost sync; "
+                               f"resume from the last checkpoint")
+            if master:
+                append_log(log_path, {"step": step, "weights": {k: [p[k] for p in prints] for k in states}})
+        if not master:
+            return distributed.barrier(ranks) if lockstep else None
         save_checkpoint(ckpt_path, {
             "version": CKPT_VERSION,
             "model_args": model_args,
             "d_args": d_args if gan else None,
             "config": dataclasses.asdict(cfg),
             "step": step,
-            "G": raw_g.state_dict(),
-            "D": raw_d.state_dict() if gan else None,
+            "G": states["G"],
+            "D": states.get("D"),
             "opt_g": opt_g.state_dict(),
             "opt_d": opt_d.state_dict() if gan else None,
             "scaler": scaler.state_dict(),
             "ema": ema.state_dict() if ema is not None else None,
             "rng": rng_states(),
-            "data": {"epoch": batches.epoch, "offset": batches.offset, "dataset_rng": dataset_rng(dataset)},
+            "data": {"epoch": batches.epoch, "offset": batches.offset, "world": world, "batch_size": cfg.batch_size,
+                     "length": len(dataset), "dataset_rng": rngs},
             "val": last_val,
             "precision": precision.name,
         })
+        if lockstep:
+            distributed.barrier(ranks)
 
-    def record_val(result: dict) -> None:
+    def record_val(result: dict | None) -> None:
         nonlocal last_val
+        if result is None:  # no validation images
+            return
         last_val = {k: result[k] for k in ("psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y", "images")}
-        _append_log(log_path, {"step": step, "val": last_val})
+        append_log(log_path, {"step": step, "val": last_val})
         if events is not None:
             events.scalars(step, last_val, prefix="val/")
-        _log(f"step {step}: validation PSNR {last_val['psnr_y']:.2f} dB, SSIM {last_val['ssim_y']:.4f} "
+        log(f"step {step}: validation PSNR {last_val['psnr_y']:.2f} dB, SSIM {last_val['ssim_y']:.4f} "
              f"(bicubic {last_val['bicubic_psnr_y']:.2f} dB, {last_val['bicubic_ssim_y']:.4f})")
 
     if master and not ckpt and val is not None:
         record_val(validate(samples=True))  # the starting point the curve is compared against
 
     if master and ckpt and step >= cfg.steps:
-        _log(f"{run} is already at step {step} (--steps {cfg.steps}): nothing to train; raise --steps to go on")
+        log(f"{run} is already at step {step} (--steps {cfg.steps}): nothing to train; raise --steps to go on")
     bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True, disable=not (master and progress))
     running: dict[str, torch.Tensor] = {}
     window, window_start = 0, time.perf_counter()
-    interrupted = False
-    with _GracefulStop() as stop:
+    interrupted, lockstep = False, True
+    with GracefulStop() as stop:
         try:
             while step < cfg.steps:
                 lr = lr_at(step, cfg)
@@ -306,19 +317,22 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
                 window += 1
 
                 last = step == cfg.steps
-                if world > 1 and (step % cfg.log_every == 0 or last):
-                    # Every rank must leave the loop at the same step, or the others hang in their next all-reduce.
-                    flag = torch.tensor([float(stop.requested)], device=device)
-                    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                    stop.requested = bool(flag.item())
-                if master and (step % cfg.log_every == 0 or last or stop.requested):
+                log_step = step % cfg.log_every == 0 or last
+                if world > 1 and log_step:
+                    # Every rank must leave the loop at the same step, or the others hang in their next all-reduce:
+                    # a Ctrl-C seen by any rank is agreed on at log steps.
+                    stop.requested = distributed.any_rank(stop.requested, ranks)
+                    running = distributed.mean_over_ranks(running, ranks)  # the global batch's losses
+                stopping = stop.requested and (world == 1 or log_step)
+                if master and (log_step or stopping):
                     seconds = time.perf_counter() - window_start
                     means = {k: round((v / window).item(), 6) for k, v in running.items()}  # .item(): a sync point
-                    _append_log(log_path, {"step": step, "lr": lr, "losses": means, "it_s": round(window / seconds, 3)})
+                    append_log(log_path, {"step": step, "lr": lr, "losses": means, "it_s": round(window / seconds, 3)})
                     if events is not None:
                         events.scalars(step, {**{f"loss/{k}": v for k, v in means.items()}, "lr": lr,
                                               "it_s": window / seconds})
                     bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()}, refresh=False)
+                if log_step or stopping:
                     running, window = {}, 0
                 if master and (step % cfg.val_every == 0 or last):
                     record_val(validate(samples=step % cfg.sample_every == 0 or last))
@@ -326,97 +340,39 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, progre
                     validate(max_images=3, samples=True)
                 if master and (step % cfg.val_every == 0 or last):
                     draw_curves(log_path, run / "curves.png")
-                if master and (step % cfg.ckpt_every == 0 or last):
+                if step % cfg.ckpt_every == 0 or last:
                     checkpoint()
-                if step % cfg.log_every == 0 or last:
+                if log_step:
                     window_start = time.perf_counter()  # it/s counts training, not validation or checkpoints
-                if stop.requested and (world == 1 or step % cfg.log_every == 0):
+                if stopping:
                     interrupted = True
                     break
         except KeyboardInterrupt:  # a second Ctrl-C, mid-step: keep what the completed steps learned
-            interrupted = True
+            # Ranks may now be at different points of a step: no more collectives, rank 0 saves its own state.
+            interrupted, lockstep = True, world == 1
     bar.close()
     if events is not None:
         events.close()
     # Every run leaves weights that enhance and eval load as they are: the EMA of G, self-describing, in RUN/model.pt.
     model_path = run / "model.pt"
+    exported = None
     if interrupted:
+        checkpoint(lockstep)
         if master:
-            checkpoint()
             draw_curves(log_path, run / "curves.png")
             export_weights(ckpt_path, model_path)
-            _log(f"interrupted at step {step}: checkpoint saved to {ckpt_path}; continue with --resume")
-            _log(f"weights so far: {model_path}; try them with: vsr enhance INPUT --weights {model_path}")
-        return {"step": step, "run": str(run), "checkpoint": str(ckpt_path), "val": last_val, "export": None,
-                "model": str(model_path), "interrupted": True}
-    if master:
+            log(f"interrupted at step {step}: checkpoint saved to {ckpt_path}; continue with --resume")
+            log(f"weights so far: {model_path}; try them with: vsr enhance INPUT --weights {model_path}")
+    elif master:
         export_weights(ckpt_path, model_path)
-        _log(f"weights: {model_path}; use them with: vsr enhance INPUT --weights {model_path}")
-    exported = None
-    if master and cfg.export:
-        exported = export_weights(ckpt_path, cfg.export)
-        name, _, suffix = exported.stem.rpartition("_x")
-        found_by = f" or -m {name}" if suffix == str(cfg.scale) and exported.parent.name == "weights" else ""
-        _log(f"exported EMA weights to {exported} (load with --weights {exported}{found_by})")
-        exported = str(exported)
+        log(f"weights: {model_path}; use them with: vsr enhance INPUT --weights {model_path}")
+        if cfg.export:
+            exported = export_weights(ckpt_path, cfg.export)
+            name, _, suffix = exported.stem.rpartition("_x")
+            found_by = f" or -m {name}" if suffix == str(cfg.scale) and exported.parent.name == "weights" else ""
+            log(f"exported EMA weights to {exported} (load with --weights {exported}{found_by})")
+            exported = str(exported)
+    if lockstep:
+        distributed.barrier(ranks)  # the others end when rank 0 has written the final weights
     return {"step": step, "run": str(run), "checkpoint": str(ckpt_path), "val": last_val, "export": exported,
-            "model": str(model_path), "interrupted": False}
-
-
-def _log(message: str) -> None:
-    tqdm.write(message, file=sys.stderr)
-
-
-def _describe(val) -> str:
-    if val is None:
-        return "none (pass --val DIR, e.g. a benchmark folder, or prepare the data with vsr prepare --holdout)"
-    return str(val)
-
-
-def _append_log(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    if path.exists():
-        keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-        path.write_text("".join(line + "\n" for line in keep))
-
-
-class _GracefulStop:
-    """The first Ctrl-C asks the loop to stop at the end of the current step; a second one interrupts at once."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-def _init_distributed(device_name: str) -> tuple[int, int, torch.device]:
-    """(rank, world size, device); under torchrun (WORLD_SIZE > 1) also joins the process group."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, resolve_device(device_name)
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = device_name in ("auto", "cuda") and torch.cuda.is_available() or device_name.startswith("cuda:")
-    if cuda:
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    dist.init_process_group("nccl" if cuda else "gloo")
-    return rank, world, device
+            "model": str(model_path), "interrupted": interrupted}

@@ -1,0 +1,82 @@
+"""Option groups of `vsr train` kept apart from its command: the realistic-degradation flags (one per
+data.Degradation field worth a flag) and the LO,HI range type they use."""
+
+from __future__ import annotations
+
+import click
+
+# data.Degradation fields settable by flag (into TrainConfig.degrade_args); any field can be set in --config.
+DEGRADE_FLAGS = ("blur_sigma", "noise_sigma", "poisson_prob", "camera_noise_prob", "interlace_prob", "chroma_prob",
+                 "jpeg_prob", "jpeg_quality", "video_prob", "mpeg2_prob", "mpeg2_bpp", "crf", "second_order_prob")
+
+
+class Range(click.ParamType):
+    """LO,HI -> [lo, hi] (numbers)."""
+
+    name = "LO,HI"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        try:
+            lo, hi = (float(v) for v in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not LO,HI (two numbers and a comma)", param, ctx)
+        return [int(lo) if lo.is_integer() else lo, int(hi) if hi.is_integer() else hi]
+
+
+_DEGRADATION_OPTIONS = [
+    click.option(
+        "--blur-sigma", type=Range(), default=None,
+        help="realistic: Gaussian blur sigma range, HR pixels  [default: 0.2,2]",
+    ),
+    click.option(
+        "--noise-sigma", type=Range(), default=None,
+        help="realistic: Gaussian noise std range, 0..255  [default: 0,10]",
+    ),
+    click.option(
+        "--poisson-prob", type=click.FloatRange(0, 1), default=None,
+        help="realistic: chance of Poisson instead of Gaussian noise  [default: 0.3]",
+    ),
+    click.option(
+        "--camera-noise-prob", type=click.FloatRange(0, 1), default=None,
+        help="realistic: chance of sensor noise in linear light (shot + read noise, low light) instead  [default: 0.3]",
+    ),
+    click.option(
+        "--interlace-prob", type=click.FloatRange(0, 1), default=None,
+        help="realistic: chance of interlaced capture, deinterlaced by bwdif, yadif or line doubling  [default: 0.25]",
+    ),
+    click.option(
+        "--chroma-prob", type=click.FloatRange(0, 1), default=None,
+        help="realistic: chance of 4:2:0 or DV 4:1:1 chroma subsampling by swscale  [default: 0.3]",
+    ),
+    click.option(
+        "--jpeg-prob", type=click.FloatRange(0, 1), default=None,
+        help="realistic: chance of a JPEG stage  [default: 0.3]",
+    ),
+    click.option("--jpeg-quality", type=Range(), default=None, help="realistic: JPEG quality range  [default: 40,95]"),
+    click.option(
+        "--video-prob", type=click.FloatRange(0, 1), default=None,
+        help="realistic: chance of a codec round trip (H.264 or MPEG-2)  [default: 1]",
+    ),
+    click.option(
+        "--mpeg2-prob", type=click.FloatRange(0, 1), default=None,
+        help="realistic: share of coded clips coded as MPEG-2 (DVD) instead of H.264  [default: 0.3]",
+    ),
+    click.option(
+        "--mpeg2-bpp", type=Range(), default=None,
+        help="realistic: MPEG-2 bits per pixel range (DVD: 0.2-0.95)  [default: 0.2,0.95]",
+    ),
+    click.option("--crf", type=Range(), default=None, help="realistic: libx264 CRF range  [default: 18,35]"),
+    click.option(
+        "--second-order-prob", type=click.FloatRange(0, 1), default=None,
+        help="realistic: chance of a second round (blur, resize, noise, H.264), as Real-ESRGAN  [default: 0.4]",
+    ),
+]
+
+
+def degradation_options(command):
+    """Adds the --blur-sigma ... --second-order-prob flags (defaults None: the preset's value) to a click command."""
+    for option in reversed(_DEGRADATION_OPTIONS):
+        command = option(command)
+    return command
