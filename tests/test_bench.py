@@ -13,3 +13,18 @@ def test_model_only_is_timed_before_and_after_end_to_end():
     assert abs(result["e2e_over_model"] - result["end_to_end_fps"] / result["model_fps"]) < 0.01
     assert result["frames"] == 6  # a short last batch (6 = 4 + 2) is timed too
 
+
+
+def test_naive_loop_encodes_with_the_preset_asked(tmp_path):
+    import torch
+
+    from vsr import models, pipeline
+    from vsr.precision import Precision
+
+    clip = tmp_path / "clip.mp4"
+    bench.write_clip(clip, bench.synthetic_frames(3, 32, 24))
+    upscaler = pipeline.Upscaler(models.build_model("espcn", scale=2).eval(), torch.device("cpu"), Precision("fp32", ""))
+    for preset, subme in (("veryfast", b"subme=2 "), ("medium", b"subme=7 ")):
+        out = tmp_path / f"{preset}.mp4"
+        assert bench.naive_loop_fps(clip, out, upscaler, 2, "libx264", preset) > 0
+        assert subme in out.read_bytes()  # x264 writes its settings into the stream (an SEI message)

@@ -120,13 +120,14 @@ def model_only_seconds(upscaler: pipeline.Upscaler, batches: list[torch.Tensor])
     return time.perf_counter() - start, outputs
 
 
-def naive_loop_fps(clip: Path, out: Path, upscaler: pipeline.Upscaler, scale: int, codec: str) -> float:
+def naive_loop_fps(clip: Path, out: Path, upscaler: pipeline.Upscaler, scale: int, codec: str,
+                   preset: str | None = None) -> float:
     """Frames/s of decode one frame -> model (batch 1) -> encode it, in one thread of control."""
     info = video.probe(clip)
     start = time.perf_counter()
     frames = 0
     with video.VideoWriter(out, width=info.width * scale, height=info.height * scale, time_base=info.time_base,
-                           fps=info.fps, codec=codec, overwrite=True) as writer:
+                           fps=info.fps, codec=codec, preset=preset, overwrite=True) as writer:
         for batch in video.read_frames(clip, 1):
             sr = upscaler(torch.from_numpy(batch.frames).to(upscaler.device))
             writer.write(sr.cpu().numpy(), batch.pts)
@@ -145,12 +146,14 @@ def run_bench(
     precision: str = "auto",
     batch_size: int = 4,
     codec: str = "libx264",
+    preset: str | None = None,
     profile: bool = False,
     naive: bool = True,
 ) -> dict:
     """Measures one configuration and returns a flat dict (the `--json` output).
 
-    With `weights`, `model` only checks the file's architecture; None takes the file's own. ``profile`` adds
+    With `weights`, `model` only checks the file's architecture; None takes the file's own. ``preset`` is the
+    encoder preset of every encode (encode-only, end to end, naive); None is what `vsr enhance` uses by default. ``profile`` adds
     ``op_shares`` (share of model time per op type); ``naive`` times the naive per-frame loop too.
     """
     dev = resolve_device(device)
@@ -178,6 +181,7 @@ def run_bench(
         "precision_reason": prec.reason,
         "threads": torch.get_num_threads(),
         "codec": codec,
+        "preset": preset,
         "gflops_per_frame": round(models.count_flops(net, height, width) / 1e9, 3),
     }
     with tempfile.TemporaryDirectory(prefix="vsr-bench-") as tmp:
@@ -201,7 +205,7 @@ def run_bench(
         start = time.perf_counter()
         with video.VideoWriter(
             Path(tmp) / "encode_only.mp4", width=width * scale, height=height * scale, time_base=Fraction(1, 25),
-            fps=Fraction(25), codec=codec, overwrite=True,
+            fps=Fraction(25), codec=codec, preset=preset, overwrite=True,
         ) as writer:
             for i in range(0, frames, batch_size):
                 writer.write(upscaled[i : i + batch_size], list(range(i, min(i + batch_size, frames))))
@@ -210,7 +214,8 @@ def run_bench(
 
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
-        cfg = pipeline.EnhanceConfig(batch_size=batch_size, device=str(dev), precision=prec.name, codec=codec)
+        cfg = pipeline.EnhanceConfig(batch_size=batch_size, device=str(dev), precision=prec.name, codec=codec,
+                                     preset=preset)
         run = pipeline.enhance_video(clip, Path(tmp) / "out.mp4", net, cfg)
         result["end_to_end_fps"] = run.frames_out / run.seconds
         seconds_after, _ = model_only_seconds(upscaler, batches)
@@ -219,7 +224,7 @@ def run_bench(
         result["model_tflops"] = result["gflops_per_frame"] * result["model_fps"] / 1000
         result["model_over_conv"] = result["model_tflops"] / result["conv_tflops"]
         if naive:
-            result["naive_fps"] = naive_loop_fps(clip, Path(tmp) / "naive.mp4", upscaler, scale, codec)
+            result["naive_fps"] = naive_loop_fps(clip, Path(tmp) / "naive.mp4", upscaler, scale, codec, preset)
             result["e2e_over_naive"] = result["end_to_end_fps"] / result["naive_fps"]
     result["e2e_over_model"] = result["end_to_end_fps"] / result["model_fps"]
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -361,10 +361,12 @@ def format_inspect(facts: dict) -> str:
 @click.option("--fp32", is_flag=True, help="Shorthand for --precision fp32.")
 @click.option("-b", "--batch-size", type=click.IntRange(1, 256), default=4, show_default=True, help="Frames per model call.")
 @click.option("-c", "--codec", type=click.Choice(CODECS), default="libx264", show_default=True, help="Encoder for the end-to-end run.")
+@click.option("--preset", default=None, help="Encoder speed preset of every encode (e.g. medium, veryfast).  [default: medium, as vsr enhance]")
 @click.option("--profile", is_flag=True, help="Also print the share of model time per op type (torch.profiler).")
 @click.option("--no-naive", is_flag=True, help="Skip timing the naive per-frame loop (decode, model, encode).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
-def bench(model, weights, scale, size, frames, device, precision, fp32, batch_size, codec, profile, no_naive, as_json):
+def bench(model, weights, scale, size, frames, device, precision, fp32, batch_size, codec, preset, profile, no_naive,
+          as_json):
     """Measure decode, model-only, encode, end-to-end and naive-loop fps and the bare-conv bar, in one run."""
     import json
 
@@ -382,7 +384,7 @@ def bench(model, weights, scale, size, frames, device, precision, fp32, batch_si
     result = bench_mod.run_bench(
         model=model if model_given(ctx) or not weights else None, weights=weights,
         scale=int(scale), width=width, height=height, frames=frames, device=device,
-        precision="fp32" if fp32 else precision, batch_size=batch_size, codec=codec, profile=profile,
+        precision="fp32" if fp32 else precision, batch_size=batch_size, codec=codec, preset=preset, profile=profile,
         naive=not no_naive,
     )
     if as_json:
