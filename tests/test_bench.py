@@ -1,4 +1,4 @@
-"""`vsr.bench.run_bench`: every figure comes from the same frames, and model-only brackets the end-to-end run."""
+"""`vsr.bench`: model-only and the conv bar bracket the end-to-end run; the preset reaches every encode."""
 
 from vsr import bench
 
@@ -11,6 +11,9 @@ def test_model_only_is_timed_before_and_after_end_to_end():
     assert min(before, after) - 0.01 <= result["model_fps"] <= max(before, after) + 0.01
     assert abs(result["model_fps"] - 2 / (1 / before + 1 / after)) < 0.01
     assert abs(result["e2e_over_model"] - result["end_to_end_fps"] / result["model_fps"]) < 0.01
+    # The bar is bracketed the same way.
+    conv = 2 / (1 / result["conv_tflops_before"] + 1 / result["conv_tflops_after"])
+    assert abs(result["conv_tflops"] - conv) <= 0.002 + 0.01 * conv
     assert result["frames"] == 6  # a short last batch (6 = 4 + 2) is timed too
 
 

@@ -355,7 +355,7 @@ def format_inspect(facts: dict) -> str:
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), help="Time this weights file instead.")
 @click.option("-s", "--scale", type=click.Choice(SCALES), default="4", show_default=True, help="Upscaling factor.")
 @click.option("--size", default="160x120", show_default=True, help="Input frame size WxH.")
-@click.option("--frames", type=click.IntRange(1), default=128, show_default=True, help="Frames in the generated clip (every figure is timed on the same frames; a clip much shorter than x264's 40-frame lookahead times mostly start-up and flush).")
+@click.option("--frames", type=click.IntRange(1), default=256, show_default=True, help="Frames in the generated clip (every figure is timed on the same frames; on a short clip the end-to-end figure is mostly start-up and the encoder's final flush).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True, help="Number format.")
 @click.option("--fp32", is_flag=True, help="Shorthand for --precision fp32.")
