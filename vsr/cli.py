@@ -301,16 +301,18 @@ def _enhance_one(path: Path, output: Path | None, net, cfg, show_progress: bool 
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), help="Time this weights file instead.")
 @click.option("-s", "--scale", type=click.Choice(SCALES), default="4", show_default=True, help="Upscaling factor.")
 @click.option("--size", default="160x120", show_default=True, help="Input frame size WxH.")
-@click.option("--frames", type=click.IntRange(1), default=32, show_default=True, help="Frames in the generated clip.")
+@click.option("--frames", type=click.IntRange(1), default=256, show_default=True, help="Frames in the generated clip (every figure is timed on the same frames; on a short clip the end-to-end figure is mostly start-up and the encoder's final flush).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True, help="Number format.")
 @click.option("--fp32", is_flag=True, help="Shorthand for --precision fp32.")
 @click.option("-b", "--batch-size", type=click.IntRange(1, 256), default=4, show_default=True, help="Frames per model call.")
 @click.option("-c", "--codec", type=click.Choice(CODECS), default="libx264", show_default=True, help="Encoder for the end-to-end run.")
+@click.option("--preset", default=None, help="Encoder speed preset of every encode (e.g. medium, veryfast).  [default: medium, as vsr enhance]")
 @click.option("--profile", is_flag=True, help="Also print the share of model time per op type (torch.profiler).")
 @click.option("--no-naive", is_flag=True, help="Skip timing the naive per-frame loop (decode, model, encode).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
-def bench(model, weights, scale, size, frames, device, precision, fp32, batch_size, codec, profile, no_naive, as_json):
+def bench(model, weights, scale, size, frames, device, precision, fp32, batch_size, codec, preset, profile, no_naive,
+          as_json):
     """Measure decode, model-only, encode, end-to-end and naive-loop fps and the bare-conv bar, in one run."""
     import json
 
@@ -328,7 +330,7 @@ def bench(model, weights, scale, size, frames, device, precision, fp32, batch_si
     result = bench_mod.run_bench(
         model=model if model_given(ctx) or not weights else None, weights=weights,
         scale=int(scale), width=width, height=height, frames=frames, device=device,
-        precision="fp32" if fp32 else precision, batch_size=batch_size, codec=codec, profile=profile,
+        precision="fp32" if fp32 else precision, batch_size=batch_size, codec=codec, preset=preset, profile=profile,
         naive=not no_naive,
     )
     if as_json:
