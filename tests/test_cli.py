@@ -109,6 +109,37 @@ def test_bench_json():
         assert report[key] > 0 if key != "precision" else report[key]
 
 
+@pytest.fixture
+def keep_torch_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_threads_option_sets_torch_threads(keep_torch_threads):
+    import torch
+
+    torch.set_num_threads(2)
+    result = run("bench", "-m", "espcn", "-s", "2", "--size", "32x24", "--frames", "2", "--device", "cpu",
+                 "--no-naive", "--threads", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["threads"] == 1
+    assert_one_error_line(run("enhance", "x.mp4", "--threads", "0"), "--threads")
+
+
+def test_set_cpu_threads_shares_the_cores_among_local_processes(keep_torch_threads):
+    import torch
+
+    from vsr.precision import cpu_cores, set_cpu_threads
+
+    assert set_cpu_threads(3) == 3
+    assert set_cpu_threads(processes=cpu_cores() + 1) == 1  # never 0
+    torch.set_num_threads(2)
+    assert set_cpu_threads() == 2  # nothing asked: torch's setting stays
+
+
 def test_bench_profile_prints_op_shares():
     result = run("bench", "-m", "srresnet", "-s", "2", "--size", "24x16", "--frames", "2", "--device", "cpu",
                  "--profile", "--no-naive")

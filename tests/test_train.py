@@ -272,9 +272,15 @@ def test_cli_config_file_with_flags_overriding_it(folders, tmp_path):
     assert saved["steps"] == 2 and saved["lr"] == 0.001 and saved["num_feat"] == 8
     assert saved["degrade_args"] == {"crf": [20, 30], "mpeg2_prob": 1.0, "mpeg2_bpp": [0.3, 0.5], "interlace_prob": 0.5}
     # --resume starts from the run's own config: only the flags given change.
-    result = CliRunner().invoke(train_cmd, ["--run", str(run), "--resume", "--steps", "3"])
+    threads = torch.get_num_threads()
+    try:
+        result = CliRunner().invoke(train_cmd, ["--run", str(run), "--resume", "--steps", "3", "--threads", "1"])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
-    assert json.loads((run / "config.json").read_text())["lr"] == 0.001
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["lr"] == 0.001 and "threads" not in saved  # the machine's, not the run's
     assert [r["step"] for r in read_log(run) if "losses" in r] == [2, 3]
     bad = tmp_path / "bad.toml"
     bad.write_text("stepz = 3\n")

@@ -12,10 +12,11 @@ from click.core import ParameterSource
 
 from vsr import cli_distributed
 from vsr.cli_models import list_models_cmd
+from vsr.cli_options import threads_option
 from vsr.cli_train import click_error, eval_cmd, load_cli_model, model_given, prepare_cmd, train_cmd
 from vsr.errors import VsrError
 from vsr.models import SCALES as MODEL_SCALES
-from vsr.precision import PRECISIONS
+from vsr.precision import PRECISIONS, set_cpu_threads
 from vsr.video import CODECS, DEINTERLACE_MODES
 
 SCALES = tuple(str(s) for s in MODEL_SCALES)  # as click.Choice takes them
@@ -153,8 +154,9 @@ def _raise_interrupt(signum, frame):
 @click.option("--height", "out_height", type=click.IntRange(1), default=None, help="Output height in pixels; alone, the width keeps the aspect ratio.  [default: input height x scale]")
 @click.option("-e", "--encoder-opt", "encoder_opts", multiple=True, metavar="KEY=VALUE", help="Encoder option passed to FFmpeg as is (repeatable), e.g. -e crf=17 -e tune=film, -e x265-params=aq-mode=3, -e svtav1-params=film-grain=8; checked before any work.")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality of image outputs (100 on WebP: lossless).")
+@threads_option
 @click.pass_context
-def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, batch_size, tile, tile_pad, codec, crf, preset, pix_fmt, start, end, keep_timestamps, deinterlace, square_pixels, no_audio, no_subtitles, overwrite, resume, segment_frames, outscale, out_width, out_height, encoder_opts, quality):
+def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, batch_size, tile, tile_pad, codec, crf, preset, pix_fmt, start, end, keep_timestamps, deinterlace, square_pixels, no_audio, no_subtitles, overwrite, resume, segment_frames, outscale, out_width, out_height, encoder_opts, quality, threads):
     """Upscale a video (or an image, or every video/image in a folder) with a super-resolution model.
 
     Every frame is kept with its timestamp (checked at the end: frames in = frames out, last pts equal), and audio,
@@ -198,6 +200,7 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
     from vsr.pipeline import ranks
 
     me = ranks.start(cfg) if ranks.launched() else None  # under torchrun: see vsr/cli_distributed.py
+    set_cpu_threads(threads)
     try:
         if not input.is_dir():
             if me is not None:
@@ -311,8 +314,9 @@ def _enhance_one(path: Path, output: Path | None, net, cfg, show_progress: bool 
 @click.option("--profile", is_flag=True, help="Also print the share of model time per op type (torch.profiler).")
 @click.option("--no-naive", is_flag=True, help="Skip timing the naive per-frame loop (decode, model, encode).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@threads_option
 def bench(model, weights, scale, size, frames, device, precision, fp32, batch_size, codec, preset, profile, no_naive,
-          as_json):
+          as_json, threads):
     """Measure decode, model-only, encode, end-to-end and naive-loop fps and the bare-conv bar, in one run."""
     import json
 
@@ -324,6 +328,7 @@ def bench(model, weights, scale, size, frames, device, precision, fp32, batch_si
         width, height = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise VsrError(f"--size must look like 160x120, got {size!r}") from None
+    set_cpu_threads(threads)
     ctx = click.get_current_context()
     if weights and ctx.get_parameter_source("scale") == ParameterSource.DEFAULT:
         scale = models.inspect_weights(weights)["scale"] or scale  # a weights file knows its scale

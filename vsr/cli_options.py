@@ -1,5 +1,6 @@
-"""Option groups of `vsr train` kept apart from its command: the realistic-degradation flags (one per
-data.Degradation field worth a flag) and the LO,HI range type they use."""
+"""Options kept apart from the commands: the realistic-degradation flags of `vsr train` (one per
+data.Degradation field worth a flag) with the LO,HI range type they use, and --threads, shared by every command that
+runs a model."""
 
 from __future__ import annotations
 
@@ -80,3 +81,11 @@ def degradation_options(command):
     for option in reversed(_DEGRADATION_OPTIONS):
         command = option(command)
     return command
+
+
+threads_option = click.option(
+    "--threads", type=click.IntRange(1), default=None,
+    help="CPU threads of the model's ops (torch intra-op). On a machine shared with other jobs give each its share "
+    "(e.g. 1 each on 2 cores): jobs that each take every core stall one another at every op.  [default: every core; "
+    "under torchrun, OMP_NUM_THREADS or the cores shared among the local processes]",
+)

@@ -17,9 +17,9 @@ from click.core import ParameterSource
 
 from vsr import train
 from vsr.models import SCALES as MODEL_SCALES
-from vsr.cli_options import DEGRADE_FLAGS, degradation_options
+from vsr.cli_options import DEGRADE_FLAGS, degradation_options, threads_option
 from vsr.errors import VsrError
-from vsr.precision import PRECISIONS
+from vsr.precision import PRECISIONS, set_cpu_threads
 
 SCALES = tuple(str(s) for s in MODEL_SCALES)
 
@@ -222,9 +222,10 @@ _D = train.TrainConfig()  # flag defaults are the dataclass's: one source of tru
     "--export-from", type=click.Path(exists=True, dir_okay=False), default=None,
     help="Do not train: export this ckpt.pt to --export and stop.",
 )
+@threads_option
 @click.pass_context
 @_one_line_errors
-def train_cmd(ctx, config_file, export_from, **flags):
+def train_cmd(ctx, config_file, export_from, threads, **flags):
     """Train a super-resolution model: SRResNet on MSE (--phase mse), then SRGAN (--phase gan --init-from RUN/ckpt.pt).
 
     Runs under torchrun too (torchrun --nproc_per_node N -m vsr train --run-dir RUN ...): DDP, one process per GPU
@@ -237,6 +238,7 @@ def train_cmd(ctx, config_file, export_from, **flags):
         out = train.export_weights(export_from, flags["export"])
         click.echo(f"exported {export_from} -> {out}", err=True)
         return
+    set_cpu_threads(threads)  # a property of the machine, not of the run: not in config.json
     given = {name for name in flags if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
     file_values = train.read_config_file(config_file) if config_file else {}
     values: dict = {}
@@ -299,10 +301,11 @@ def train_cmd(ctx, config_file, export_from, **flags):
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="With --video: only the first N frames.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the realistic degradation.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@threads_option
 @click.pass_context
 @_one_line_errors
 def eval_cmd(ctx, hr_dir, scale, model, weights, degrade, device, precision, fp32, border, video, max_frames, seed,
-             as_json):
+             as_json, threads):
     """PSNR/SSIM (Y channel, border = scale) of a model and of bicubic on a folder of HR images (Set5, Set14, ...).
 
     LR images are made from the HR ones as the SR papers do (antialiased bicubic); with --video, every frame of an
@@ -315,6 +318,7 @@ def eval_cmd(ctx, hr_dir, scale, model, weights, degrade, device, precision, fp3
 
     if (hr_dir is None) == (video is None):
         raise VsrError("give a folder of HR images, or --video HR_VIDEO (one of the two)")
+    set_cpu_threads(threads)
     precision = "fp32" if fp32 else precision
     # A weights file knows its scale: -s only checks it when typed.
     scale_given = ctx.get_parameter_source("scale") != ParameterSource.DEFAULT

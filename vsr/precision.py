@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +37,29 @@ def resolve_device(name: str = "auto") -> torch.device:
     elif device.type != "cpu":
         raise VsrError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
     return device
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity mask: a container's or taskset's share, not the host's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def set_cpu_threads(threads: int | None = None, processes: int = 1) -> int:
+    """Sets torch's intra-op thread count: ``threads`` when given, else this process's share of the cores when
+    ``processes`` run side by side on them (torchrun's local ranks), else torch's own default (every core, or
+    OMP_NUM_THREADS). Returns the count in force.
+
+    Why it matters on small machines: torch's threads meet at a barrier after every op, so two jobs that each take
+    every core wait on each other's stragglers at every op. Measured on 2 vCPUs: a trainer at 2 threads beside other
+    work fell to 26-99 s/step; at 1 thread it ran 1.6 steps/s, as fast as 2 threads alone.
+    """
+    if threads is not None:
+        if threads < 1:
+            raise VsrError(f"--threads must be at least 1 (got {threads})")
+        torch.set_num_threads(threads)
+    elif processes > 1:
+        torch.set_num_threads(max(1, cpu_cores() // processes))
+    return torch.get_num_threads()
 
 
 def bf16_unit_from_flags(flags: set[str] | frozenset[str]) -> str | None:

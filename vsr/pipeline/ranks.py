@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from vsr.pipeline.plan import EnhanceConfig
+from vsr.precision import set_cpu_threads
 
 # A rank with a long share may reach the final barrier hours after the others; a dead rank is torchrun's to notice.
 BARRIER_TIMEOUT = timedelta(days=7)
@@ -56,8 +57,7 @@ def start(cfg: EnhanceConfig) -> Rank:
     if cfg.device in ("auto", "cuda") and torch.cuda.is_available():
         cfg.device = f"cuda:{me.local_rank % torch.cuda.device_count()}"
     elif cfg.device in ("auto", "cpu"):
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        torch.set_num_threads(max(1, cores // max(1, me.local_world)))
+        set_cpu_threads(processes=max(1, me.local_world))
     return me
 
 
