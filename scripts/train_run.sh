@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 run=$1
 shift
-[ -d data/photos ] || scripts/fetch_training_data.sh
+[ -d data/photos ] && [ -d data/photos_lomiri ] || scripts/fetch_training_data.sh
 if [ -f "$run/ckpt.pt" ]; then
     exec .venv/bin/python -m vsr train --run "$run" "$@" --resume
 fi
