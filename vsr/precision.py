@@ -50,12 +50,10 @@ def set_cpu_threads(threads: int | None = None, processes: int = 1) -> int:
     OMP_NUM_THREADS). Returns the count in force.
 
     Why it matters on small machines: torch's threads meet at a barrier after every op, so two jobs that each take
-    every core wait on each other's stragglers at every op. Measured on 2 vCPUs: a trainer at 2 threads beside other
-    work fell to 26-99 s/step; at 1 thread it ran 1.6 steps/s, as fast as 2 threads alone.
+    every core wait on each other's stragglers at every op. Measured on 2 vCPUs (docs/performance.md): a trainer at
+    2 threads beside other work fell to 26-99 s/step; at 1 thread it kept 1.6 steps/s (1.8 at 2 threads alone).
     """
     if threads is not None:
-        if threads < 1:
-            raise VsrError(f"--threads must be at least 1 (got {threads})")
         torch.set_num_threads(threads)
     elif processes > 1:
         torch.set_num_threads(max(1, cpu_cores() // processes))
