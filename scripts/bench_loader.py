@@ -94,7 +94,7 @@ def main() -> None:
     print(f"CPU: {cpu}, {torch.get_num_threads()} torch threads; trainer: SRResNet x{args.scale}, batch "
           f"{args.batch_size}, {args.hr_crop}-px HR crops, {'bf16' if bf16 else 'fp32'}: {train_rate:.2f} steps/s "
           f"= {train_rate * args.batch_size:.1f} samples/s")
-    print(f"| degradation | samples/s (1 worker) | batches/s (1 worker) | workers needed |")
+    print("| degradation | samples/s (1 worker) | batches/s (1 worker) | workers needed |")
     print("|---|---|---|---|")
     for row in rows:
         print(f"| {row['degradation']} | {row['samples_per_s']:.1f} | {row['batches_per_s']:.2f} | "

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 
 import av
-import numpy as np
 
 from vsr.metrics import rgb_to_y, sharpness
 
