@@ -145,11 +145,13 @@ def test_vsr_train_gan_with_effnet_runs_and_records_the_loss(tmp_path, monkeypat
     tiny = ["--data", str(data), "--val", str(val), "--num-feat", "8", "--num-block", "1", "--d-num-feat", "8", "--hr-crop", "32",
             "--batch-size", "2", "--workers", "0", "--val-every", "100", "--log-every", "1", "--precision", "fp32"]
     result = CliRunner().invoke(train_cmd, tiny + ["--phase", "gan", "--perceptual", "effnet", "--steps", "2",
-                                                   "--perceptual-scale", "0.5", "--run", str(run),
+                                                   "--perceptual-scale", "0.5", "--sharpen-gt", "0.5",
+                                                   "--run", str(run),
                                                    "--export", str(tmp_path / "gan_x4.pt")])
     assert result.exit_code == 0, result.output
     meta = torch.load(tmp_path / "gan_x4.pt", weights_only=True)["meta"]  # the weights say which loss made them
     assert meta["perceptual"] == "effnet" and meta["perceptual_scale"] == 0.5 and meta["adv_weight"] == 1e-3
+    assert meta["sharpen_gt"] == 0.5
     config = json.loads((run / "config.json").read_text())
     assert config["perceptual"] == "effnet" and config["perceptual_scale"] == 0.5 and config["mse_weight"] == 1.0
     logged = [json.loads(line)["losses"] for line in (run / "log.jsonl").read_text().splitlines()

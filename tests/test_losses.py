@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import torchvision
 
 from vsr.errors import VsrError
-from vsr.losses import VGG19_FILE, VGG19_LAYERS, PerceptualLoss, adversarial_loss, default_vgg_weights
+from vsr.losses import VGG19_FILE, VGG19_LAYERS, PerceptualLoss, adversarial_loss, default_vgg_weights, sharpened_target
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +115,21 @@ def test_adversarial_loss_values():
     logits = torch.randn(8, 1, requires_grad=True)
     adversarial_loss(logits, True).backward()
     assert (logits.grad <= 0).all()  # pushing toward "real" raises every logit
+
+
+def test_sharpened_target_steepens_edges_and_leaves_flat_regions_and_grain_alone():
+    torch.manual_seed(0)
+    step = torch.zeros(1, 3, 64, 64)
+    step[..., 32:] = 0.8
+    step[..., :32] = 0.2
+    grain = (torch.rand(1, 3, 64, 64) - 0.5) * 0.02  # +-1.3 grey levels: under the 10-level threshold
+    gt = (step + grain).clamp(0, 1)
+    sharp = sharpened_target(gt, 0.5)
+    assert sharp.shape == gt.shape and sharp.min() >= 0 and sharp.max() <= 1
+    assert sharpened_target(gt, 0) is gt
+    # Overshoot on both sides of the edge: darker just left of it, brighter just right.
+    assert sharp[..., 28:32].mean() < gt[..., 28:32].mean() - 0.02
+    assert sharp[..., 32:36].mean() > gt[..., 32:36].mean() + 0.02
+    # Far from the edge the grain is left as it was (the mask is off there).
+    far = (slice(None), slice(None), slice(None), slice(0, 8))
+    assert torch.allclose(sharp[far], gt[far], atol=1e-3)

@@ -166,6 +166,11 @@ _D = train.TrainConfig()  # flag defaults are the dataclass's: one source of tru
     help="GAN phase: weight of the adversarial loss.",
 )
 @click.option(
+    "--sharpen-gt", type=click.FloatRange(0, 2), default=_D.sharpen_gt, show_default=True,
+    help="Measure the pixel and perceptual losses against the HR crop with an unsharp mask of this amount on its "
+    "edges (Real-ESRGAN's USM GT: 0.5); the discriminator still sees the plain crop. 0: off.",
+)
+@click.option(
     "--init-from", default=None,
     help="Start G from: a run folder or its ckpt.pt (its EMA), a weights file, or a shipped model name to "
     "fine-tune (e.g. srresnet_real_x4); the GAN phase starts from the MSE run.",

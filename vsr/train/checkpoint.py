@@ -265,6 +265,7 @@ def export_weights(ckpt_path: str | Path, out_path: str | Path) -> Path:
         "perceptual_scale": cfg.get("perceptual_scale", 1.0) if cfg["perceptual"] != "none" else None,
         "mse_weight": cfg["mse_weight"],
         "adv_weight": cfg["adv_weight"] if cfg["phase"] == "gan" else None,
+        "sharpen_gt": cfg.get("sharpen_gt", 0.0),
         "ema_decay": cfg["ema_decay"],
         "init_from": cfg.get("init_from"),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -54,6 +54,7 @@ class TrainConfig:
     vgg_layer: str = "relu5_4"
     perceptual_weights: str | None = None  # the network's state dict; default torch hub cache (vgg), package (effnet)
     adv_weight: float = 1e-3
+    sharpen_gt: float = 0.0  # unsharp-mask amount of the pixel/perceptual target (Real-ESRGAN's USM GT: 0.5); 0: off
     init_from: str | None = None  # MSE-phase ckpt.pt or weights file to start G from
     # Bookkeeping.
     run: str = "runs/train"

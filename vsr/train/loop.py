@@ -1,8 +1,8 @@
 """`train(cfg)`: one loop that reads top to bottom (nanoGPT's train.py).
 
 The learning rate is a pure function of the step, autocast is chosen once, the GAN step follows BasicSR's SRGANModel
-(D frozen for the G step; G loss = mse_weight * pixel + perceptual + adv_weight * adversarial; then D on gt and on
-sr.detach()). Master weights, the optimizer and the EMA of G stay fp32 whatever `--precision` says.
+(D frozen for the G step; G loss = mse_weight * pixel + perceptual + adv_weight * adversarial, the first two against
+the unsharp-masked HR with --sharpen-gt; then D on gt and on sr.detach()). Master weights, the optimizer and the EMA of G stay fp32 whatever `--precision` says.
 
 Under `torchrun` every process trains its own crops (DDP, NCCL on CUDA, gloo on CPU; see vsr.train.distributed):
 `--batch-size` is per process, so the global batch is batch_size x world size; BatchNorm statistics are those of the
@@ -276,13 +276,14 @@ def _train(cfg: TrainConfig, ranks: Ranks, progress: bool) -> dict:
                 # for parameters that get no gradient here).
                 if gan:
                     raw_d.requires_grad_(False)
+                target = losses.sharpened_target(gt, cfg.sharpen_gt)
                 with ctx:
                     sr = model_g(lq)
-                    l_pix = F.mse_loss(sr.float(), gt)
+                    l_pix = F.mse_loss(sr.float(), target)
                     named = {"pix": l_pix}
                     l_g = cfg.mse_weight * l_pix if gan else l_pix
                     if perceptual is not None:
-                        named["percep"] = perceptual(sr, gt)
+                        named["percep"] = perceptual(sr, target)
                         l_g = l_g + named["percep"]
                     if gan:
                         named["adv"] = losses.adversarial_loss(raw_d(sr).float(), True)
