@@ -2,7 +2,8 @@
 
 The learning rate is a pure function of the step, autocast is chosen once, the GAN step follows BasicSR's SRGANModel
 (D frozen for the G step; G loss = mse_weight * pixel + perceptual + adv_weight * adversarial, the first two against
-the unsharp-masked HR with --sharpen-gt; then D on gt and on sr.detach()). Master weights, the optimizer and the EMA of G stay fp32 whatever `--precision` says.
+the unsharp-masked HR with --sharpen-gt; then D on gt and on sr.detach()). Master weights, the optimizer and the EMA
+of G stay fp32 whatever `--precision` says.
 
 Under `torchrun` every process trains its own crops (DDP, NCCL on CUDA, gloo on CPU; see vsr.train.distributed):
 `--batch-size` is per process, so the global batch is batch_size x world size; BatchNorm statistics are those of the
