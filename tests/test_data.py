@@ -323,6 +323,22 @@ def test_pair_dataset_seeding_and_errors(image_folder, tmp_path):
         PairDataset(tmp_path / "none", scale=4)
 
 
+def test_pair_dataset_sample_by_area_favours_large_pictures(tmp_path):
+    # A 32x32 black picture (1 crop position) and a 160x160 white one (129^2): by image each is drawn half the
+    # time; by area the small one almost never.
+    _save(tmp_path / "small.png", np.zeros((32, 32, 3), np.uint8))
+    _save(tmp_path / "large.png", np.full((160, 160, 3), 255, np.uint8))
+
+    def small_share(sample_by: str) -> float:
+        ds = PairDataset(tmp_path, scale=4, hr_crop=32, length=400, seed=0, sample_by=sample_by)
+        return sum(float(ds[i][1].mean()) == 0.0 for i in range(len(ds))) / len(ds)
+
+    assert small_share("image") == 0.5
+    assert small_share("area") < 0.01  # expected 1 / (1 + 129^2)
+    with pytest.raises(VsrError, match="sample_by"):
+        PairDataset(tmp_path, scale=4, hr_crop=32, sample_by="pixels")
+
+
 def test_pair_dataset_realistic_items(image_folder):
     with pytest.warns(UserWarning):
         ds = PairDataset(image_folder, scale=4, hr_crop=32, degradation=Degradation("realistic"), length=3)

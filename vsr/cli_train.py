@@ -100,6 +100,10 @@ _D = train.TrainConfig()  # flag defaults are the dataclass's: one source of tru
     help="HR training crop in pixels (a multiple of the scale).",
 )
 @click.option(
+    "--sample-by", type=click.Choice(["image", "area"]), default=_D.sample_by, show_default=True,
+    help="Draw crops from each image equally often, or by area (a large photograph as often as its size says).",
+)
+@click.option(
     "-b", "--batch-size", type=click.IntRange(1), default=_D.batch_size, show_default=True,
     help="Crops per step and process (under torchrun the global batch is this x the number of processes).",
 )

@@ -8,7 +8,7 @@ Modules: :mod:`~vsr.data.images` (reading, listing and bicubic resizing of image
 (Degradation), :mod:`~vsr.data.frames` (prepare_frames), :mod:`~vsr.data.dataset` (PairDataset, make_loader).
 """
 
-from vsr.data.dataset import PairDataset, make_loader
+from vsr.data.dataset import SAMPLE_BY, PairDataset, make_loader
 from vsr.data.degrade import Degradation
 from vsr.data.frames import prepare_frames
 from vsr.data.images import (
@@ -38,5 +38,6 @@ __all__ = [
     "list_images",
     "prepare_frames",
     "PairDataset",
+    "SAMPLE_BY",
     "make_loader",
 ]

@@ -30,10 +30,14 @@ def _image_size(path: Path) -> tuple[int, int]:
         raise VsrError(f"cannot read image {path}: {e}") from None
 
 
+SAMPLE_BY = ("image", "area")
+
+
 class PairDataset(Dataset):
     """Random (LR, HR) training pairs cut from folders of images, LR made on the fly by a :class:`Degradation`.
 
-    Each item picks image ``index % number_of_images``, cuts a random ``hr_crop`` square, applies a random flip /
+    Each item picks an image (``index % number_of_images``, or by area, see ``sample_by``), cuts a random ``hr_crop``
+    square, applies a random flip /
     90-degree rotation (the 8 symmetries of the square), then degrades the crop. The crop is a multiple of the scale,
     so LR is exactly ``hr_crop // scale`` pixels and aligned with HR.
 
@@ -54,6 +58,9 @@ class PairDataset(Dataset):
         length: Items per epoch; default the number of images.
         seed: Base seed of the per-process generators.
         cache_mb: Preload all images when their decoded size is at most this many MiB.
+        sample_by: ``"image"``: every image as often as any other (T91's 91 small pictures then outweigh a few large
+            photographs); ``"area"``: an image as often as it has crop positions, so every HR pixel is equally
+            likely to be seen, whatever picture it is in.
 
     Returns from ``ds[i]``: ``(lq, gt)``, float32 tensors (3, hr_crop // scale, hr_crop // scale) and
     (3, hr_crop, hr_crop) in [0, 1].
@@ -68,6 +75,7 @@ class PairDataset(Dataset):
         length: int | None = None,
         seed: int = 0,
         cache_mb: int = 1024,
+        sample_by: str = "image",
     ) -> None:
         folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
         if hr_crop <= 0 or hr_crop % scale:
@@ -86,7 +94,11 @@ class PairDataset(Dataset):
                 f"(e.g. {self.skipped[0]})",
                 stacklevel=2,
             )
+        if sample_by not in SAMPLE_BY:
+            raise VsrError(f"sample_by must be one of {', '.join(SAMPLE_BY)}, not {sample_by!r}")
         self.paths = [p for p, _ in kept]
+        positions = np.array([(w - hr_crop + 1) * (h - hr_crop + 1) for _, (w, h) in kept], dtype=np.float64)
+        self._image_odds = positions / positions.sum() if sample_by == "area" else None
         self.scale = scale
         self.hr_crop = hr_crop
         self.degradation = degradation or Degradation()
@@ -129,7 +141,10 @@ class PairDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = self._generator()
-        i = index % len(self.paths)
+        if self._image_odds is None:
+            i = index % len(self.paths)
+        else:
+            i = int(rng.choice(len(self.paths), p=self._image_odds))
         img = self._images[i] if self._images is not None else load_image(self.paths[i])
         h, w = img.shape[:2]
         c = self.hr_crop

@@ -266,6 +266,7 @@ def export_weights(ckpt_path: str | Path, out_path: str | Path) -> Path:
         "mse_weight": cfg["mse_weight"],
         "adv_weight": cfg["adv_weight"] if cfg["phase"] == "gan" else None,
         "sharpen_gt": cfg.get("sharpen_gt", 0.0),
+        "sample_by": cfg.get("sample_by", "image"),
         "ema_decay": cfg["ema_decay"],
         "init_from": cfg.get("init_from"),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -34,6 +34,7 @@ class TrainConfig:
     d_num_feat: int = 64  # discriminator width (64 in the paper)
     # Data.
     hr_crop: int = 96
+    sample_by: str = "image"  # "image": each image equally often; "area": each HR pixel equally often
     batch_size: int = 16  # per process; the global batch is batch_size x processes
     degrade: str = "bicubic"  # "bicubic" (the paper) or "realistic" (blur, noise, JPEG, H.264)
     degrade_args: dict = field(default_factory=dict)  # data.Degradation fields: blur_sigma=[lo, hi], crf=[lo, hi], ...

@@ -146,7 +146,8 @@ def _train(cfg: TrainConfig, ranks: Ranks, progress: bool) -> dict:
     # resumed run keeps its pass length, whatever its world size now.
     length = ckpt["data"].get("length") if ckpt else None
     dataset = data.PairDataset(train_sources, cfg.scale, hr_crop=cfg.hr_crop, degradation=degradation,
-                               length=length or max(n_images, 100 * cfg.batch_size * world), seed=cfg.seed)
+                               length=length or max(n_images, 100 * cfg.batch_size * world), seed=cfg.seed,
+                               sample_by=cfg.sample_by)
     loader = data.make_loader(dataset, cfg.batch_size, cfg.workers, distributed=world > 1, seed=cfg.seed)
 
     step, last_val = 0, None
