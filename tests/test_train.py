@@ -4,6 +4,7 @@ on a folder of small PNGs made here. Nothing is timed; every run finishes in sec
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -295,12 +296,18 @@ def _cli_args(folders, run: Path, *extra: str) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
-def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_with_one_line(folders, tmp_path, sig):
+@pytest.mark.parametrize(
+    "sig, workers, whole_group",
+    [(signal.SIGINT, 0, False), (signal.SIGTERM, 0, False), (signal.SIGTERM, 1, True), (signal.SIGINT, 1, True)],
+    ids=["ctrl_c", "sigterm", "sigterm_to_the_group_with_a_loader_worker", "ctrl_c_in_a_terminal_with_a_worker"],
+)
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_with_one_line(folders, tmp_path, sig, workers, whole_group):
     run = tmp_path / "run"
     args = _cli_args(folders, run, "--run", str(run), "--steps", "100000", "--val-every", "100000")
+    args[args.index("--workers") + 1] = str(workers)
+    # whole_group: the signal reaches the loader workers too, as from a terminal's Ctrl-C, `kill -- -PGID`, Slurm.
     proc = subprocess.Popen([sys.executable, "-m", "vsr", *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=whole_group)
     try:
         log = run / "log.jsonl"
         for _ in range(600):  # wait (at most a minute) until training steps are being logged
@@ -309,7 +316,10 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_with_one_line(folders, t
             if proc.poll() is not None:
                 break
             time.sleep(0.1)
-        proc.send_signal(sig)  # SIGTERM: a Slurm preemption, or torchrun stopping its workers
+        if whole_group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)  # SIGTERM: a Slurm preemption, or torchrun stopping its workers
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()

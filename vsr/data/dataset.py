@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -162,6 +163,14 @@ class PairDataset(Dataset):
         return _to_tensor(lq), _to_tensor(gt)
 
 
+def _leave_stop_signals_to_the_trainer(worker_id: int) -> None:
+    # Ctrl-C in a terminal, `kill -- -PGID` and Slurm's preemption signal the whole process group. A worker that dies
+    # of it makes the trainer's next batch fail before it can write its checkpoint; the trainer stops at a step
+    # boundary instead and shuts its workers down (and they exit by themselves if it dies).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def make_loader(
     dataset: Dataset, batch_size: int, workers: int, distributed: bool = False, seed: int = 0
 ) -> DataLoader:
@@ -193,4 +202,5 @@ def make_loader(
         persistent_workers=workers > 0,
         drop_last=True,
         generator=generator,
+        worker_init_fn=_leave_stop_signals_to_the_trainer if workers > 0 else None,
     )
