@@ -55,7 +55,7 @@ def cli():
 
 # The default model for video, chosen by scripts/footage_benchmark.py: on held-out real footage through seven recorder
 # chains (H.264 CRF 23/28/33, DVD MPEG-2, interlaced, noise, blur) srresnet_real_x4 scores 26.72 dB mean Y-PSNR against
-# 25.72 for the bicubic-trained srresnet_x4, best on all seven chains and with the least flicker. Images (and the
+# 25.69 for the bicubic-trained srresnet_x4, best on all seven chains and with the least flicker. Images (and the
 # scales it has no weights for) keep srresnet, the model of the paper comparison and of clean sources.
 VIDEO_MODEL = "srresnet_real"
 
