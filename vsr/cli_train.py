@@ -16,6 +16,7 @@ import click
 from click.core import ParameterSource
 
 from vsr import train
+from vsr.data import SAMPLE_BY
 from vsr.models import SCALES as MODEL_SCALES
 from vsr.cli_options import DEGRADE_FLAGS, degradation_options, threads_option
 from vsr.errors import VsrError
@@ -100,7 +101,7 @@ _D = train.TrainConfig()  # flag defaults are the dataclass's: one source of tru
     help="HR training crop in pixels (a multiple of the scale).",
 )
 @click.option(
-    "--sample-by", type=click.Choice(["image", "area"]), default=_D.sample_by, show_default=True,
+    "--sample-by", type=click.Choice(SAMPLE_BY), default=_D.sample_by, show_default=True,
     help="Draw crops from each image equally often, or by area (a large photograph as often as its size says).",
 )
 @click.option(

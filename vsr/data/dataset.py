@@ -98,8 +98,10 @@ class PairDataset(Dataset):
         if sample_by not in SAMPLE_BY:
             raise VsrError(f"sample_by must be one of {', '.join(SAMPLE_BY)}, not {sample_by!r}")
         self.paths = [p for p, _ in kept]
-        positions = np.array([(w - hr_crop + 1) * (h - hr_crop + 1) for _, (w, h) in kept], dtype=np.float64)
-        self._image_odds = positions / positions.sum() if sample_by == "area" else None
+        self._image_odds = None  # "image": item i takes image i % n
+        if sample_by == "area":
+            positions = np.array([(w - hr_crop + 1) * (h - hr_crop + 1) for _, (w, h) in kept], dtype=np.float64)
+            self._image_odds = positions / positions.sum()
         self.scale = scale
         self.hr_crop = hr_crop
         self.degradation = degradation or Degradation()
