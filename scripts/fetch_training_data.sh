@@ -14,9 +14,11 @@ SHARED=${SHARED:-../shared/data}
 PY=${PY:-.venv/bin/python}
 
 if [ ! -d /usr/share/wallpapers ] || [ ! -d /usr/share/backgrounds/mate ] \
-        || [ ! -f /usr/share/backgrounds/Bridge_by_Sander_Klootwijk.jpg ]; then
+        || [ ! -f /usr/share/backgrounds/Bridge_by_Sander_Klootwijk.jpg ] \
+        || [ ! -f /usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg ]; then
     SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
-    $SUDO apt-get install -y -q plasma-workspace-wallpapers gnome-backgrounds mate-backgrounds lomiri-wallpapers-16.04
+    $SUDO apt-get install -y -q plasma-workspace-wallpapers gnome-backgrounds mate-backgrounds lomiri-wallpapers-16.04 \
+        lomiri-wallpapers-20.04
 fi
 
 mkdir -p data/photos data/photos_lomiri
