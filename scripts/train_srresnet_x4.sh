@@ -16,6 +16,8 @@
 #       --val-every 1000 --ckpt-every 500 --export runs/srresnet_x4_s6/export.pt
 #   (run as 20000, interrupted at 2144 and resumed as 14000, interrupted at 6500 and resumed as 12000: the lr fell
 #   at 7200; a single run of the command above has the same schedule)
+# Seventh sitting (not shipped, Set5 31.53 -> 31.52): the sixth's command with --hr-crop 192 --batch-size 8 --steps 8000
+#   --lr 5e-5 --lr-decay-at 0.6 (larger crops, same data); see vsr/weights/README.md.
 exec "$(dirname "$0")/train_run.sh" "${RUN:-runs/srresnet_x4}" \
     --phase mse --arch srresnet -s 4 --degrade bicubic \
     --data ../shared/data/train/T91 --data data/photos --val ../shared/data/benchmarks/Set5 \
