@@ -8,6 +8,8 @@
 # Looked through and left out (sixth sitting): ukui-wallpapers (12 vector/abstract pictures), sway-backgrounds (the
 # logo in 8 sizes), lomiri-wallpapers(-20.04) (the Kleiber photograph already used, the rest illustrations), the Plasma
 # and MATE abstract sets and gnome-backgrounds: none holds a photograph not listed below.
+# Seventh sitting: stellarium-data (its landscapes are thin horizon strips, sky cut out, at most 2048 px wide) and
+# gcompris-qt-data (no picture files, only packed resources): none either.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared/data}
