@@ -15,12 +15,11 @@ cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared/data}
 PY=${PY:-.venv/bin/python}
 
-if [ ! -d /usr/share/wallpapers ] || [ ! -d /usr/share/backgrounds/mate ] \
-        || [ ! -f /usr/share/backgrounds/Bridge_by_Sander_Klootwijk.jpg ] \
-        || [ ! -f /usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg ]; then
+# Debian's packages holding the photographs listed below (Kleiber_by_Lukas_Baubkus is in lomiri-wallpapers-20.04).
+PACKAGES=(plasma-workspace-wallpapers gnome-backgrounds mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpapers-20.04)
+if ! dpkg -s "${PACKAGES[@]}" >/dev/null 2>&1; then
     SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
-    $SUDO apt-get install -y -q plasma-workspace-wallpapers gnome-backgrounds mate-backgrounds lomiri-wallpapers-16.04 \
-        lomiri-wallpapers-20.04
+    $SUDO apt-get install -y -q "${PACKAGES[@]}"
 fi
 
 mkdir -p data/photos data/photos_lomiri
