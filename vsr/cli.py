@@ -132,9 +132,9 @@ def _raise_interrupt(signum, frame):
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True, help="Number format: auto = fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32.")
 @click.option("--fp32", is_flag=True, help="Shorthand for --precision fp32.")
-@click.option("-b", "--batch-size", type=click.IntRange(1, 256), default=4, show_default=True, help="Frames per model call.")
-@click.option("-t", "--tile", type=click.IntRange(0), default=0, show_default=True, help="Process frames in LR tiles of this side (0 = whole frames); for frames that do not fit in memory.")
-@click.option("--tile-pad", type=click.IntRange(0), default=16, show_default=True, help="Overlap around each tile, in LR pixels.")
+@click.option("-b", "--batch-size", type=click.IntRange(1, 256), default=None, help="Frames per model call.  [default: chosen from the frame size, model and machine; the start line says what and why]")
+@click.option("-t", "--tile", type=click.IntRange(0), default=None, help="Process frames in LR tiles of this side (0 = whole frames).  [default: whole frames, or tiles where a whole frame would need more than the work memory budget]")
+@click.option("--tile-pad", type=click.IntRange(0), default=None, help="Overlap around each tile, in LR pixels.  [default: the model's receptive field]")
 @click.option("-c", "--codec", type=click.Choice(CODECS), default=None, help="Video encoder.  [default: by the output container: libx264; libvpx-vp9 for .webm; mpeg2video for .mpg/.vob; no B-frames into .avi]")
 @click.option("--crf", type=click.IntRange(0, 63), default=None, help="Quality (lower is better; the quantiser 1-31 for mpeg2video/mpeg4).  [default: the encoder's visually lossless-ish setting, 18 for x264]")
 @click.option("--preset", default=None, help="Encoder speed preset (e.g. medium, slow; for svtav1 0-13).  [default: medium]")
@@ -269,7 +269,7 @@ def _enhance_one(path: Path, output: Path | None, net, cfg, show_progress: bool 
                                        f"{info.frames or '?'} frames") if x)
         steps = [f"deinterlaced (bwdif, one frame per {plan.deinterlace})" if plan.deinterlace else None,
                  f"{getattr(net, 'arch', 'model')} x{net.scale} on {device}, {precision.name} ({precision.reason})",
-                 f"batch {plan.batch_size}" + (f", tiles of {plan.tile}" if plan.tile else ""), plan.codec]
+                 plan.work or f"batch {plan.batch_size}" + (f", tiles of {plan.tile}" if plan.tile else ""), plan.codec]
         click.echo(f"{path.name}: {source} -> {plan.width}x{plan.height}; " + "; ".join(x for x in steps if x),
                    err=True)
         total = info.frames

@@ -20,7 +20,7 @@ from vsr.atomic import atomic_write
 from vsr.errors import VsrError
 from vsr.models.runner import PEAK, Upscaler, resize_frames
 from vsr.pipeline.plan import EnhanceConfig, default_output_path
-from vsr.pipeline.memory import fit_memory
+from vsr.pipeline.worksize import choose_work_size
 from vsr.pipeline.resize import output_size
 from vsr.precision import Precision, choose_precision, resolve_device
 
@@ -64,10 +64,11 @@ def upscale_image(
     precision = choose_precision(cfg.precision, device, getattr(model, "meta", None))
     if picture.rgb.dtype != np.uint8 and precision.name == "bf16" and cfg.precision == "auto":
         precision = Precision("fp32", "fp32: bf16's 8-bit mantissa would round a 16-bit image to 8 bits")
-    upscaler = Upscaler(model, device, precision, cfg.tile, cfg.tile_pad, (out_w, out_h) if resized else None)
-    _, upscaler.tile, _ = fit_memory(upscaler.model, height=height, width=width, batch=1, tile=cfg.tile,
-                                     tile_pad=cfg.tile_pad, device=device, value_bytes=upscaler.dtype.itemsize,
-                                     sample_bytes=picture.rgb.itemsize, limit=cfg.memory_limit)
+    upscaler = Upscaler(model, device, precision, out_size=(out_w, out_h) if resized else None)
+    work, _ = choose_work_size(upscaler.model, height=height, width=width, device=device,
+                               value_bytes=upscaler.dtype.itemsize, sample_bytes=picture.rgb.itemsize, batch=1,
+                               tile=cfg.tile, tile_pad=cfg.tile_pad, limit=cfg.memory_limit)
+    upscaler.tile, upscaler.tile_pad = work.tile, work.tile_pad
     rgb = upscaler(torch.from_numpy(picture.rgb.copy())[None].to(device))[0].cpu().numpy()
     alpha = None if picture.alpha is None else _resize_alpha(picture.alpha, out_w, out_h, device)
     out = data.Picture(rgb, alpha, picture.icc_profile)

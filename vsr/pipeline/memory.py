@@ -25,7 +25,7 @@ def parse_size(text: str) -> int:
     return int(float(match[1]) * 1024 ** " kmgt".index(match[2] or " "))
 
 
-def _format_size(nbytes: float) -> str:
+def format_size(nbytes: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if nbytes < 1024 or unit == "GiB":
             return f"{nbytes:.0f} {unit}" if unit in ("B", "KiB") else f"{nbytes:.1f} {unit}"
@@ -140,8 +140,8 @@ def fit_memory(
     if needed <= available:
         return batch, tile, None
     what = f"--tile {tile}" if tile else "whole frames"
-    head = (f"frames of {width}x{height} at x{scale} need about {_format_size(needed)} per batch of {batch} "
-            f"({what}), more than the {_format_size(available)} of {source}")
+    head = (f"frames of {width}x{height} at x{scale} need about {format_size(needed)} per batch of {batch} "
+            f"({what}), more than the {format_size(available)} of {source}")
     # A tile side is only worth trying where tile + padding is smaller than the frame.
     sides = [t for t in _TILE_SIDES if t + 2 * tile_pad < max(width, height) and (not tile or t < tile)]
     options = [(batch, side) for side in sides]
@@ -150,6 +150,6 @@ def fit_memory(
     for n, side in options:
         if need(n, side) <= available:
             chosen = f"{'tiles of ' + str(side) if side else 'whole frames'}, batch {n}"
-            return n, side, f"{head}: running {chosen} (about {_format_size(need(n, side))}; set --tile/--batch-size to choose)"
+            return n, side, f"{head}: running {chosen} (about {format_size(need(n, side))}; set --tile/--batch-size to choose)"
     elsewhere = "more memory" if device.type == "cpu" else "more memory or --device cpu"
     raise VsrError(f"{head}, even with --tile 16 --batch-size 1; this needs a machine with {elsewhere}")

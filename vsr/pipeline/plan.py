@@ -1,6 +1,6 @@
 """What an `enhance` run is told (:class:`EnhanceConfig`) and what it decides before the first frame (:class:`RunPlan`,
 made by :func:`plan_run`): sizes, precision, batch and tiles that fit in memory, deinterlacing, and the encoder
-settings every writer of the run shares.
+settings every writer of the run shares. How much the model gets at once is `vsr.pipeline.worksize`'s choice.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from torch import nn
 from vsr import video
 from vsr.errors import VsrError
 from vsr.models.runner import Upscaler
-from vsr.pipeline.memory import fit_memory
+from vsr.pipeline.worksize import choose_work_size
 from vsr.pipeline.resize import output_size, square_pixel_size
 from vsr.precision import Precision, choose_precision, resolve_device
 
@@ -25,9 +25,9 @@ from vsr.precision import Precision, choose_precision, resolve_device
 class EnhanceConfig:
     """Everything `enhance` can be told, besides the model and the paths."""
 
-    batch_size: int = 4  # lowered (and tiles used) where the pre-flight estimate says it does not fit
-    tile: int = 0  # 0 = whole frames; else LR tile side in pixels
-    tile_pad: int = 16
+    batch_size: int | None = None  # None: chosen from frame size, model and machine (vsr.pipeline.worksize)
+    tile: int | None = None  # LR tile side in pixels; 0 = whole frames; None: chosen with the batch
+    tile_pad: int | None = None  # overlap around each tile; None: the model's receptive field
     device: str = "auto"
     precision: str = "auto"
     codec: str | None = None  # None: the output container's default (video.default_codec)
@@ -64,6 +64,7 @@ class OutputPlan:
     batch_size: int
     tile: int
     time_base: Fraction
+    work: str = ""  # batch and tiles and why they were chosen, for the start line
 
 
 @dataclass(frozen=True)
@@ -99,9 +100,9 @@ def default_output_path(input_path: str | os.PathLike, scale: float) -> Path:
 
 def check_config(cfg: EnhanceConfig) -> None:
     """Refuses option values no run could use, in one line, before anything is opened."""
-    if cfg.batch_size < 1:
+    if cfg.batch_size is not None and cfg.batch_size < 1:
         raise VsrError(f"batch size must be at least 1, got {cfg.batch_size}")
-    if cfg.tile < 0 or cfg.tile_pad < 0:
+    if (cfg.tile or 0) < 0 or (cfg.tile_pad or 0) < 0:
         raise VsrError(f"tile and tile pad must be >= 0, got {cfg.tile} and {cfg.tile_pad}")
     if cfg.segment_frames is not None and cfg.segment_frames < 1:
         raise VsrError(f"segment frames must be at least 1, got {cfg.segment_frames}")
@@ -139,13 +140,14 @@ def plan_run(input_path: Path, output_path: Path | None, model: nn.Module, cfg: 
         out_w, out_h = square_pixel_size(out_w, out_h, sample_aspect)
         sample_aspect = None
     resized = (out_w, out_h) != (info.width * scale, info.height * scale)
-    upscaler = Upscaler(model, device, precision, cfg.tile, cfg.tile_pad, (out_w, out_h) if resized else None)
+    upscaler = Upscaler(model, device, precision, out_size=(out_w, out_h) if resized else None)
     queued = max(1, cfg.queue_batches)
-    batch_size, upscaler.tile, memory_note = fit_memory(
-        upscaler.model, height=info.height, width=info.width, batch=cfg.batch_size, tile=cfg.tile,
-        tile_pad=cfg.tile_pad, device=device, value_bytes=upscaler.dtype.itemsize, sample_bytes=depth // 8,
-        queued_batches=2 * queued + 2, limit=cfg.memory_limit,
+    work, memory_note = choose_work_size(
+        upscaler.model, height=info.height, width=info.width, device=device, value_bytes=upscaler.dtype.itemsize,
+        sample_bytes=depth // 8, queued_batches=2 * queued + 2, batch=cfg.batch_size, tile=cfg.tile,
+        tile_pad=cfg.tile_pad, limit=cfg.memory_limit,
     )
+    batch_size, upscaler.tile, upscaler.tile_pad = work.batch, work.tile, work.tile_pad
     deinterlace = video.deinterlace_plan(cfg.deinterlace, info.interlaced)
     time_base = video.output_time_base(info.time_base, deinterlace)
     fps = info.fps * 2 if info.fps and deinterlace == "field" else info.fps
@@ -156,7 +158,7 @@ def plan_run(input_path: Path, output_path: Path | None, model: nn.Module, cfg: 
     return RunPlan(
         input_path=input_path, output_path=output_path, model=model, cfg=cfg, info=info, device=device,
         precision=upscaler.precision, upscaler=upscaler,
-        output=OutputPlan(codec, deinterlace, out_w, out_h, batch_size, upscaler.tile, time_base),
+        output=OutputPlan(codec, deinterlace, out_w, out_h, batch_size, upscaler.tile, time_base, work.describe()),
         depth=depth, encoding=encoding, rebase=cfg.start is not None and not cfg.keep_timestamps, queued=queued,
         notes=([memory_note] if memory_note else []) + pix_fmt_notes,
     )
