@@ -193,12 +193,11 @@ def choose_work_size(
 
 def _least_overlap_tile(height: int, width: int, pad: int, align: int, fits) -> int | None:
     """The tile side (a multiple of ``align``) that fits and recomputes the fewest pixels; ties go to the larger."""
-    sides = set()
-    for parts in range(2, max(height, width) // max(align, 16) + 2):
-        for size in (height, width):
-            side = -(-math.ceil(size / parts) // align) * align
-            if side >= max(16, align):
-                sides.add(side)
+    step = math.lcm(8, align)
+    sides = set(range(step * -(-16 // step), max(height, width), step))
+    for parts in range(2, max(height, width) // 16 + 2):  # sides that split an axis evenly
+        sides.update(-(-math.ceil(size / parts) // align) * align for size in (height, width))
+    sides = {side for side in sides if side >= 16}
     fitting = [side for side in sides if fits(side)]
     if not fitting:
         return None
