@@ -31,3 +31,25 @@ def test_naive_loop_encodes_with_the_preset_asked(tmp_path):
         out = tmp_path / f"{preset}.mp4"
         assert bench.naive_loop_fps(clip, out, upscaler, 2, "libx264", preset) > 0
         assert subme in out.read_bytes()  # x264 writes its settings into the stream (an SEI message)
+
+
+def test_bench_runs_what_enhance_chooses_and_scales_the_clip_to_the_size():
+    assert bench.default_frames(160, 120) == 256 and bench.default_frames(720, 576) == 12
+    assert bench.default_frames(1920, 1080) == bench.MIN_FRAMES
+    result = bench.run_bench("espcn", scale=2, width=40, height=30, frames=3, device="cpu", naive=False)
+    # 40x30 frames are small: enhance batches them, and says so; the bench runs the same.
+    assert result["batch_size"] > 1 and result["tile"] == 0 and "frames of 40x30 a call" in result["work"]
+
+
+def test_sizes_sweep_prints_one_row_per_size_each_with_its_own_rss():
+    from click.testing import CliRunner
+
+    from vsr.cli import cli
+
+    args = ["bench", "-m", "espcn", "-s", "2", "--sizes", "32x24,48x40", "--frames", "2", "--no-naive",
+            "--device", "cpu", "--threads", "1", "--preset", "ultrafast"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines() if line.startswith("espcn ") and " at " not in line]
+    assert [row[2] for row in rows] == ["32x24", "48x40"]
+    assert all(float(row[-1]) > 0 for row in rows)  # RSS MB of each size's own process

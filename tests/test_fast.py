@@ -103,3 +103,20 @@ def test_fast_graph_matches_shipped_weights_on_real_frames(scale, dtype):
         ref, out = plain(lq), fast_graph(net, dtype)(lq)
     levels = (to_uint8(out) - to_uint8(ref)).abs()
     assert levels.max() <= 1, f"srresnet_x{scale} {dtype}: the fast graph differs by {levels.max():.0f} grey levels"
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_tail_in_bands_equals_tail_whole(scale):
+    """Bands of a few rows (each overlapping by the tail's reach) compute what one pass over the frame does."""
+    net = tiny_srresnet(scale)
+    lq = torch.rand(2, 3, 23, 13, generator=torch.Generator().manual_seed(2)).contiguous(
+        memory_format=torch.channels_last)
+    graph = fast_graph(net)
+    with torch.inference_mode():
+        whole = graph(lq)
+        graph.band_bytes = 1  # the smallest band: 2 * reach rows
+        banded = graph(lq)
+        ref = net(lq)
+    assert graph.tail_reach == 3
+    torch.testing.assert_close(banded, whole, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(banded, ref, rtol=1e-4, atol=1e-4)

@@ -9,7 +9,12 @@ how much the decode/encode threads and the queues cost. Two more figures put tho
 * a naive loop (decode one frame, run the same model graph on it, encode it; one thread of control, the encoder's
   default threads), the baseline the pipeline has to beat.
 
-The clip is 256 frames by default. A run pays fixed costs once: the first batch before anything overlaps, the
+Frames are 720x576 (a PAL DVD frame) by default, and the model gets what `vsr enhance` would give it: the batch
+and tiles `vsr.pipeline.worksize` chooses for that size, model and machine (``batch_size`` forces a batch). A sweep
+over sizes (:func:`run_sweep`) measures each in a fresh process, so each row's peak RSS is that size's own.
+
+The clip is 256 frames at 160x120 by default, fewer for larger frames (the same number of pixels, at least 4). A run
+pays fixed costs once: the first batch before anything overlaps, the
 queued batches and x264's lookahead (40 frames at ``medium``) encoded after the model is done, ~1-1.5 s together
 on a 2-vCPU Xeon at 640x480 out. On 32 frames that was a fifth of the time; in a real video of thousands of frames
 it is nothing; at 256 frames (~30 s of model work there) it is a few percent. Model-only fps is timed twice on the same frames,
@@ -22,7 +27,10 @@ Nothing here is asserted; it prints what it measured.
 
 from __future__ import annotations
 
+import json
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -34,7 +42,17 @@ import torch
 import torch.nn.functional as F
 
 from vsr import models, pipeline, video
+from vsr.errors import VsrError
+from vsr.pipeline.worksize import choose_work_size
 from vsr.precision import choose_precision, resolve_device
+
+# Frames of the clip for 160x120; larger frames get as many pixels (at least MIN_FRAMES frames).
+BASE_FRAMES, MIN_FRAMES = 256, 4
+
+
+def default_frames(width: int, height: int) -> int:
+    """Frames of the generated clip: 256 at 160x120, the same number of pixels at other sizes, at least 4."""
+    return max(MIN_FRAMES, min(BASE_FRAMES, round(BASE_FRAMES * 160 * 120 / (width * height))))
 
 
 def synthetic_frames(count: int, width: int, height: int, seed: int = 0) -> np.ndarray:
@@ -141,12 +159,12 @@ def run_bench(
     model: str | None = "srresnet",
     weights: str | None = None,
     scale: int = 4,
-    width: int = 160,
-    height: int = 120,
-    frames: int = 256,
+    width: int = 720,
+    height: int = 576,
+    frames: int | None = None,
     device: str = "auto",
     precision: str = "auto",
-    batch_size: int = 4,
+    batch_size: int | None = None,
     codec: str = "libx264",
     preset: str | None = None,
     profile: bool = False,
@@ -156,7 +174,8 @@ def run_bench(
 
     With `weights`, `model` only checks the file's architecture; None takes the file's own. ``preset`` is the
     encoder preset of every encode (encode-only, end to end, naive); None is what `vsr enhance` uses by default. ``profile`` adds
-    ``op_shares`` (share of model time per op type); ``naive`` times the naive per-frame loop too.
+    ``op_shares`` (share of model time per op type); ``naive`` times the naive per-frame loop too. ``frames`` None:
+    :func:`default_frames`; ``batch_size`` None: the batch (and tiles) `vsr enhance` would choose.
     """
     dev = resolve_device(device)
     if weights:
@@ -169,6 +188,12 @@ def run_bench(
         weights_note = "random init (timing only)"
     prec = choose_precision(precision, dev, getattr(net, "meta", None))
     upscaler = pipeline.Upscaler(net, dev, prec)
+    frames = frames or default_frames(width, height)
+    # What enhance runs: its choice of batch and tiles for this size (enhance's queues counted as it counts them).
+    work, _ = choose_work_size(upscaler.model, height=height, width=width, device=dev,
+                               value_bytes=upscaler.dtype.itemsize, queued_batches=10, batch=batch_size,
+                               graph=upscaler.graph)
+    batch_size, upscaler.tile, upscaler.tile_pad = work.batch, work.tile, work.tile_pad
     clip_frames = synthetic_frames(frames, width, height)
     result = {
         "model": model,
@@ -178,6 +203,8 @@ def run_bench(
         "out_size": f"{width * scale}x{height * scale}",
         "frames": frames,
         "batch_size": batch_size,
+        "tile": work.tile,
+        "work": work.describe(),
         "device": str(dev),
         "precision": prec.name,
         "precision_reason": prec.reason,
@@ -195,7 +222,9 @@ def run_bench(
         result["decode_fps"] = decoded / (time.perf_counter() - start)
 
         batches = [torch.from_numpy(clip_frames[i : i + batch_size]).to(dev) for i in range(0, frames, batch_size)]
-        for batch in batches[:2]:  # warm-up: allocator, oneDNN/cuDNN kernel choice
+        # Warm-up: allocator, page faults of the first activations, oneDNN/cuDNN kernel choice. One call of a large
+        # frame already costs seconds and does all of it.
+        for batch in batches[: 2 if batch_size * width * height < 2**20 else 1]:
             upscaler(batch)
         model_seconds, outputs = model_only_seconds(upscaler, batches)
         result["model_fps_before"] = frames / model_seconds
@@ -216,8 +245,8 @@ def run_bench(
 
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
-        cfg = pipeline.EnhanceConfig(batch_size=batch_size, device=str(dev), precision=prec.name, codec=codec,
-                                     preset=preset)
+        cfg = pipeline.EnhanceConfig(batch_size=batch_size, tile=work.tile, tile_pad=work.tile_pad, device=str(dev),
+                                     precision=prec.name, codec=codec, preset=preset)
         run = pipeline.enhance_video(clip, Path(tmp) / "out.mp4", net, cfg)
         result["end_to_end_fps"] = run.frames_out / run.seconds
         seconds_after, _ = model_only_seconds(upscaler, batches)
@@ -230,6 +259,8 @@ def run_bench(
         result["model_tflops"] = result["gflops_per_frame"] * result["model_fps"] / 1000
         result["model_over_conv"] = result["model_tflops"] / result["conv_tflops"]
         if naive:
+            # The naive loop runs whole frames one by one, as a loop written without vsr's choice would.
+            upscaler.tile = 0
             result["naive_fps"] = naive_loop_fps(clip, Path(tmp) / "naive.mp4", upscaler, scale, codec, preset)
             result["e2e_over_naive"] = result["end_to_end_fps"] / result["naive_fps"]
     result["e2e_over_model"] = result["end_to_end_fps"] / result["model_fps"]
@@ -244,11 +275,35 @@ def run_bench(
     return result
 
 
+def run_sweep(sizes, models_: list[str | None] | None = None, threads: int | None = None, **options) -> list[dict]:
+    """`run_bench` for every model and size, each in a fresh process (``python -m vsr bench --json``), so that each
+    row's peak RSS is its own and no size inherits another's heap. ``options`` are `run_bench`'s, by name."""
+    results = []
+    for model in models_ or [None]:
+        for width, height in sizes:
+            args = [sys.executable, "-m", "vsr", "bench", "--json", "--size", f"{width}x{height}"]
+            args += ["-m", model] if model else []
+            args += ["--threads", str(threads)] if threads else []
+            for key, value in options.items():
+                if key == "naive":
+                    args += [] if value else ["--no-naive"]
+                elif key == "profile":
+                    args += ["--profile"] if value else []
+                elif value is not None:
+                    args += ["--" + key.replace("_", "-"), str(value)]
+            proc = subprocess.run(args, capture_output=True, text=True)
+            if proc.returncode != 0:
+                last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                raise VsrError(f"bench of {model or 'the model'} at {width}x{height} failed: {last}")
+            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return results
+
+
 def format_table(results: list[dict], extra: list[tuple[str, str]] = ()) -> str:
     """One row per measured configuration; `extra` adds (key, header) columns."""
     columns = [
         ("model", "model"), ("scale", "x"), ("size", "in"), ("device", "device"), ("precision", "prec"),
-        ("batch_size", "batch"), ("gflops_per_frame", "GFLOP/f"), ("decode_fps", "decode fps"),
+        ("batch_size", "batch"), ("tile", "tile"), ("gflops_per_frame", "GFLOP/f"), ("decode_fps", "decode fps"),
         ("model_fps", "model fps"), ("model_tflops", "model TF/s"), ("conv_tflops", "conv TF/s"),
         ("model_over_conv", "model/conv"), ("encode_fps", "encode fps"), ("end_to_end_fps", "e2e fps"),
         ("e2e_over_model", "e2e/model"), ("naive_fps", "naive fps"), ("e2e_over_naive", "e2e/naive"),

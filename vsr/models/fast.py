@@ -18,6 +18,12 @@ batch 4, 160x120 in, x4), the plain module spends 68 % of its time in convolutio
   matrix units fill four times better, and the widest tensor of the net (``num_feat`` channels at full output
   resolution) is never written. Only a 3-channel shuffle of the output remains.
 
+* The upsampling tail runs in bands of rows when a whole frame's would be large: its tensors are 4 to 16 times
+  wider than the body's (1024 values per LR pixel at x4: 3.4 GB for a 720x576 frame in bf16, 2 GB at 1080p x2),
+  so a band is sized to :data:`TAIL_BAND_BYTES` and overlaps its neighbours by the tail's reach (3 LR rows), which
+  costs ~2 % more tail work instead of tiling the whole net with the body's 40-pixel reach. The frame's memory is
+  then the body's (64 values per pixel) and the output.
+
 Zero padding maps exactly onto the sub-pixel grid, so borders are unchanged; the only differences from the plain
 module are float rounding (summation order, bf16 rounding of the folded weights).
 """
@@ -28,6 +34,7 @@ import copy
 import ctypes
 import ctypes.util
 import functools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +42,10 @@ from torch import nn
 
 from vsr.models.archs import SRResNet
 from vsr.models.ops import fold_batchnorm
+
+
+# Bytes of the upsampling tail's widest tensors per band of rows (see the module docstring).
+TAIL_BAND_BYTES = 256 * 2**20
 
 
 def supports(model: nn.Module, device: torch.device) -> bool:
@@ -52,6 +63,7 @@ class _Conv:
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype, example: tuple[int, ...]):
         self.padding = [weight.shape[-1] // 2] * 2
+        self.out_channels = weight.shape[0]
         self.bias = None if bias is None else bias.to(dtype)
         # oneDNN's blocked layout for this conv; `example` (N, C, H, W) only steers the layout choice: any input
         # size runs with it.
@@ -147,6 +159,17 @@ class FastSRResNet(nn.Module):
         if self.last_factor == 2:
             last_w, last_b = _subpixel_conv(last_w, last_b, 2)
         self.conv_last = _Conv(last_w, last_b, dtype, (1, last_w.shape[1], 64, 64))
+        # How far the tail reaches in LR rows: each stage's 3x3 conv on its grid, then the last conv's taps.
+        grids = [1]
+        for _, _, factor in self.stages[:-1] if self.last_factor == 2 else self.stages:
+            grids.append(grids[-1] * factor)
+        self.tail_reach = math.ceil(sum(1 / g for g in grids[: len(self.stages)]) + (last_w.shape[-1] // 2) / grids[-1])
+        # Values per LR pixel of the tail's two widest tensors (a conv's output and its PReLU).
+        self.tail_width = 2 * max(conv.out_channels * g * g for (conv, _, _), g in zip(self.stages, grids))
+        self.band_bytes = TAIL_BAND_BYTES
+        # The memory estimate's "widest tensor" (vsr.pipeline.memory): three of it bound the body's peak (the block
+        # input, the skip, a conv output and its PReLU of 64 values each) and the output frame, bands aside.
+        self.activation_width = (4 * feat + 3 * self.scale**2) / 3
 
     @staticmethod
     def _slope(prelu: nn.PReLU, dtype: torch.dtype) -> torch.Tensor:
@@ -161,6 +184,22 @@ class FastSRResNet(nn.Module):
         for conv1, prelu, conv2 in self.blocks:
             x = conv2(F.prelu(conv1(x), prelu), add=x)
         x = self.conv_body(x, add=feat)
+        n, _, h, w = x.shape
+        rows = max(2 * self.tail_reach, self.band_bytes // max(1, n * w * self.tail_width * x.element_size()))
+        if rows >= h:
+            return self._tail(x)
+        s, r = self.scale, self.tail_reach
+        out = None
+        for top in range(0, h, rows):
+            t0, t1 = max(top - r, 0), min(top + rows + r, h)
+            y = self._tail(x[:, :, t0:t1])
+            if out is None:
+                out = y.new_empty((n, y.shape[1], h * s, w * s)).contiguous(memory_format=torch.channels_last)
+            bottom = min(top + rows, h)
+            out[:, :, top * s : bottom * s] = y[:, :, (top - t0) * s : (bottom - t0) * s]
+        return out
+
+    def _tail(self, x: torch.Tensor) -> torch.Tensor:
         for k, (conv, prelu, factor) in enumerate(self.stages):
             x = F.prelu(conv(x), prelu)  # one slope per c, repeated over the (i, j) phases
             if k < len(self.stages) - 1 or self.last_factor == 1:

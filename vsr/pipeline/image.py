@@ -67,7 +67,7 @@ def upscale_image(
     upscaler = Upscaler(model, device, precision, out_size=(out_w, out_h) if resized else None)
     work, _ = choose_work_size(upscaler.model, height=height, width=width, device=device,
                                value_bytes=upscaler.dtype.itemsize, sample_bytes=picture.rgb.itemsize, batch=1,
-                               tile=cfg.tile, tile_pad=cfg.tile_pad, limit=cfg.memory_limit)
+                               tile=cfg.tile, tile_pad=cfg.tile_pad, limit=cfg.memory_limit, graph=upscaler.graph)
     upscaler.tile, upscaler.tile_pad = work.tile, work.tile_pad
     rgb = upscaler(torch.from_numpy(picture.rgb.copy())[None].to(device))[0].cpu().numpy()
     alpha = None if picture.alpha is None else _resize_alpha(picture.alpha, out_w, out_h, device)

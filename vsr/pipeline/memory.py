@@ -64,8 +64,12 @@ def available_memory(device: torch.device, limit: int | None = None) -> tuple[in
 def activation_width(model: nn.Module) -> float:
     """The widest intermediate tensor of ``model``, in values per LR input pixel (e.g. 1024 for SRResNet x4).
 
-    Measured with forward hooks on a 32x32 probe, so it holds for any architecture without knowing it.
+    Measured with forward hooks on a 32x32 probe, so it holds for any architecture without knowing it; a graph
+    that knows its own (``model.activation_width``, e.g. `vsr.models.fast`'s, whose widest tensors run in bands)
+    says it.
     """
+    if isinstance(getattr(model, "activation_width", None), (int, float)):
+        return float(model.activation_width)
     sizes: list[int] = []
 
     def hook(module, inputs, output):

@@ -145,7 +145,7 @@ def plan_run(input_path: Path, output_path: Path | None, model: nn.Module, cfg: 
     work, memory_note = choose_work_size(
         upscaler.model, height=info.height, width=info.width, device=device, value_bytes=upscaler.dtype.itemsize,
         sample_bytes=depth // 8, queued_batches=2 * queued + 2, batch=cfg.batch_size, tile=cfg.tile,
-        tile_pad=cfg.tile_pad, limit=cfg.memory_limit,
+        tile_pad=cfg.tile_pad, limit=cfg.memory_limit, graph=upscaler.graph,
     )
     batch_size, upscaler.tile, upscaler.tile_pad = work.batch, work.tile, work.tile_pad
     deinterlace = video.deinterlace_plan(cfg.deinterlace, info.interlaced)

@@ -131,7 +131,7 @@ def computed_pixels(height: int, width: int, tile: int, pad: int) -> int:
 def choose_work_size(
     model: nn.Module, *, height: int, width: int, device: torch.device, value_bytes: int, sample_bytes: int = 1,
     queued_batches: int = 0, batch: int | None = None, tile: int | None = None, tile_pad: int | None = None,
-    limit: int | None = None,
+    limit: int | None = None, graph: nn.Module | None = None,
 ) -> tuple[WorkSize, str | None]:
     """The batch and tiles to run ``model`` with on frames of ``width`` x ``height`` on ``device``.
 
@@ -140,7 +140,7 @@ def choose_work_size(
     :data:`WORK_MEMORY` and the memory the pre-flight allows), the tile side with the least recomputed overlap
     among those that fit, padded by the model's receptive field so the tiles compute what the whole frame does.
     What the user set is kept if it fits and otherwise reduced by the pre-flight check (:func:`fit_memory`), as
-    before.
+    before. ``graph`` is what runs in place of ``model`` where that differs (`Upscaler.graph`): its memory counts.
 
     Returns:
         (work size, note): the note says what the pre-flight check changed, None when nothing was.
@@ -152,9 +152,10 @@ def choose_work_size(
     pad = tile_pad if tile_pad is not None else field[0] if field else DEFAULT_TILE_PAD
     align = field[1] if field else 1
     target = TARGET_PIXELS.get(device.type, TARGET_PIXELS["cpu"])
+    runs = graph if graph is not None else model
 
     def fit(n: int, t: int, why: str) -> tuple[WorkSize, str | None]:
-        n, t, note = fit_memory(model, height=height, width=width, batch=n, tile=t, tile_pad=pad, device=device,
+        n, t, note = fit_memory(runs, height=height, width=width, batch=n, tile=t, tile_pad=pad, device=device,
                                 value_bytes=value_bytes, sample_bytes=sample_bytes, queued_batches=queued_batches,
                                 limit=limit)
         return WorkSize(n, t, pad, why if note is None else "reduced to fit in memory"), note
@@ -166,7 +167,7 @@ def choose_work_size(
     budget, source = ((available, f"of {source}") if available is not None and available < WORK_MEMORY
                       else (WORK_MEMORY, "work budget"))
     queued = queued_batches if device.type == "cpu" else 0
-    act = activation_width(model)
+    act = activation_width(runs)
 
     def need(n: int, t: int) -> int:
         return estimate_batch_bytes(act, n, height, width, int(model.scale), t, pad, value_bytes, sample_bytes,
