@@ -119,6 +119,16 @@ def _subpixel_conv(weight: torch.Tensor, bias: torch.Tensor | None, factor: int)
     return sub, sub_bias
 
 
+def _prelu(x: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+    """PReLU of a channels_last tensor, computed on its (pixels, channels) view: the same values, but torch's kernel
+    runs one long loop over it instead of a 64-value inner loop per pixel (on 2 vCPUs of an AMD EPYC, bf16, 64
+    channels at 1280x720: 12.8 ms against 22.2 on one thread, 17.5 against 30.4 on two)."""
+    n, c, h, w = x.shape
+    if not x.is_contiguous(memory_format=torch.channels_last):
+        return F.prelu(x, slope)
+    return F.prelu(x.permute(0, 2, 3, 1).reshape(n * h * w, c), slope).view(n, h, w, c).permute(0, 3, 1, 2)
+
+
 def _shuffle(x: torch.Tensor, factor: int) -> torch.Tensor:
     """PixelShuffle of a channels_last tensor whose channels are in ``(i, j, c)`` order: a copy of contiguous runs."""
     n, ch, h, w = x.shape
@@ -179,10 +189,10 @@ class FastSRResNet(nn.Module):
         return f"scale={self.scale}, dtype={self.dtype}, blocks={len(self.blocks)}, last_factor={self.last_factor}"
 
     def forward(self, lq: torch.Tensor) -> torch.Tensor:
-        feat = F.prelu(self.conv_first(lq), self.prelu_first)
+        feat = _prelu(self.conv_first(lq), self.prelu_first)
         x = feat
         for conv1, prelu, conv2 in self.blocks:
-            x = conv2(F.prelu(conv1(x), prelu), add=x)
+            x = conv2(_prelu(conv1(x), prelu), add=x)
         x = self.conv_body(x, add=feat)
         n, _, h, w = x.shape
         rows = max(2 * self.tail_reach, self.band_bytes // max(1, n * w * self.tail_width * x.element_size()))
@@ -201,7 +211,7 @@ class FastSRResNet(nn.Module):
 
     def _tail(self, x: torch.Tensor) -> torch.Tensor:
         for k, (conv, prelu, factor) in enumerate(self.stages):
-            x = F.prelu(conv(x), prelu)  # one slope per c, repeated over the (i, j) phases
+            x = _prelu(conv(x), prelu)  # one slope per c, repeated over the (i, j) phases
             if k < len(self.stages) - 1 or self.last_factor == 1:
                 x = _shuffle(x, factor)
         x = self.conv_last(x)
