@@ -354,6 +354,11 @@ cli.add_command(prepare_cmd, "prepare")
 
 
 def main() -> None:
+    from vsr.models.fast import keep_freed_memory
+
+    # The `vsr` process's own allocator choice (see keep_freed_memory): every model call frees and reallocates the
+    # same large activations. Made here, never on import or inside the library, where the process is the caller's.
+    keep_freed_memory()
     cli(prog_name="vsr")
 
 

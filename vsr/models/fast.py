@@ -37,14 +37,52 @@ from vsr.models.archs import SRResNet
 from vsr.models.ops import fold_batchnorm
 
 
+# The private oneDNN entry points the graph is built from (torch's inductor uses them on CPU). Not a public API: a
+# torch build may lack them, and then the plain module runs instead (see `fast_graph`).
+PRIVATE_OPS = ("torch._C._nn.mkldnn_reorder_conv2d_weight", "torch.ops.mkldnn._convolution_pointwise.default",
+               "torch.ops.mkldnn._convolution_pointwise.binary")
+
+
+class FastGraphUnavailable(RuntimeError):
+    """This torch cannot run the fast graph (a private oneDNN op is missing or refuses the call)."""
+
+
+def missing_ops() -> list[str]:
+    """Those of :data:`PRIVATE_OPS` this torch does not have."""
+    missing = []
+    for name in PRIVATE_OPS:
+        obj = torch
+        try:
+            for part in name.split(".")[1:]:
+                obj = getattr(obj, part)
+        except (AttributeError, RuntimeError):
+            missing.append(name)
+    return missing
+
+
 def supports(model: nn.Module, device: torch.device) -> bool:
     """Whether :func:`fast_graph` can run ``model`` on ``device``: an SRResNet on a CPU with oneDNN."""
     return isinstance(model, SRResNet) and device.type == "cpu" and torch.backends.mkldnn.is_available()
 
 
 def fast_graph(model: SRResNet, dtype: torch.dtype = torch.float32) -> FastSRResNet:
-    """The inference graph of ``model`` in ``dtype`` (fp32 or bf16), for CPU. ``model`` itself is not changed."""
-    return FastSRResNet(model, dtype)
+    """The inference graph of ``model`` in ``dtype`` (fp32 or bf16), for CPU. ``model`` itself is not changed.
+
+    Raises:
+        FastGraphUnavailable: this torch lacks one of :data:`PRIVATE_OPS`, or they fail on a trial input (a
+            changed signature): the caller runs the plain module instead.
+    """
+    missing = missing_ops()
+    if missing:
+        raise FastGraphUnavailable(f"this torch has no {', '.join(missing)}")
+    try:
+        graph = FastSRResNet(model, dtype)
+        with torch.inference_mode():
+            trial = torch.zeros(1, model.conv_first.in_channels, 8, 8, dtype=dtype)
+            graph(trial.contiguous(memory_format=torch.channels_last))
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise FastGraphUnavailable(f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}") from None
+    return graph
 
 
 class _Conv:

@@ -8,8 +8,10 @@ runs.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -49,27 +51,26 @@ class Upscaler:
         self.tile_pad = tile_pad
         self.max_batch = 0  # 0 = no limit yet; set by out-of-memory recovery
         self.notes: list[str] = []
-        self._fp32_model = model
+        self._source = model  # the caller's: never changed, never moved; copies are made from it
         self._set_precision(precision)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        else:
-            fast.keep_freed_memory()
 
     def _set_precision(self, precision: Precision) -> None:
-        if precision.name != "fp32" and not any(True for _ in self._fp32_model.parameters()):
+        if precision.name != "fp32" and not any(True for _ in self._source.parameters()):
             precision = Precision("fp32", "no weights to run in reduced precision")  # bicubic: nothing to gain
         self.precision = precision
         # Weights are cast once rather than autocast per call: no per-layer casts, and uint8 -> dtype directly.
         self.dtype = precision.dtype
-        self.model = self._fp32_model.to(self.device)
-        if self.dtype != torch.float32:
-            self.model = copy.deepcopy(self._fp32_model).to(self.device, self.dtype)
-        self.model = self.model.to(memory_format=torch.channels_last).eval()
+        self.model = self.graph = None  # the copy in the old precision goes before the new one is made
+        self.model = inference_copy(self._source, self.device, self.dtype)
         # What runs: on CPU the SRResNet family as its faster inference graph (same weights, vsr.models.fast).
         self.graph = self.model
         if fast.supports(self.model, self.device):
-            self.graph = fast.fast_graph(self._fp32_model, self.dtype)
+            try:
+                self.graph = fast.fast_graph(self._source, self.dtype)
+            except fast.FastGraphUnavailable as exc:
+                note = f"fast CPU graph unavailable ({exc}); running the plain module"
+                if note not in self.notes:  # said once, not again at an fp32 redo
+                    self.notes.append(note)
 
     def _to_input(self, frames: torch.Tensor) -> torch.Tensor:
         x = frames.permute(0, 3, 1, 2)
@@ -90,8 +91,15 @@ class Upscaler:
         return out
 
     @torch.inference_mode()
-    def launch(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def launch(self, frames: torch.Tensor,
+               check_stream: torch.cuda.Stream | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Starts upscaling ``frames`` without waiting for the device.
+
+        Args:
+            frames: (N, H, W, 3) uint8 or uint16 frames on the device.
+            check_stream: a CUDA stream to run the finiteness check on, once the output is made, so that it
+                overlaps the next batch's model calls instead of queueing before them (the caller copies the output
+                to the host on the same stream). None: the current stream.
 
         Returns:
             The output frames and, in fp16/bf16, a 0-dim bool tensor on the device that is False where some output
@@ -102,7 +110,15 @@ class Upscaler:
         if frames.dtype not in PEAK:
             raise VsrError(f"frames must be uint8 or uint16, got {frames.dtype}")
         y = self._forward_resilient(self._to_input(frames))
-        finite = torch.isfinite(y).all() if self.dtype != torch.float32 else None
+        finite = None
+        if self.dtype != torch.float32:
+            if check_stream is None:
+                finite = torch.isfinite(y).all()
+            else:
+                check_stream.wait_stream(torch.cuda.current_stream(self.device))
+                with torch.cuda.stream(check_stream):
+                    finite = torch.isfinite(y).all()
+                y.record_stream(check_stream)  # y's memory is not reused before the check has read it
         return self._to_frames(y, frames.dtype), finite
 
     @torch.inference_mode()
@@ -116,10 +132,11 @@ class Upscaler:
         return self._to_frames(self._forward_resilient(self._to_input(frames)), frames.dtype)
 
     def _to_frames(self, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        # Scaled in fp32: bf16 holds only 8 significant bits, so y * 255 rounded in bf16 and then to an integer is
+        # rounded twice (a level off from 64 up); fp16 cannot hold 65535. The resize computes in fp32 anyway.
+        y = y.float()
         if self.out_size is not None:
             y = resize_frames(y, *self.out_size)
-        if dtype != torch.uint8:
-            y = y.float()  # fp16 cannot hold 65535
         y = y.clamp_(0, 1).mul_(PEAK[dtype]).round_().to(dtype)
         return y.permute(0, 2, 3, 1).contiguous()
 
@@ -128,7 +145,8 @@ class Upscaler:
         while True:
             batch = min(self.max_batch or x.shape[0], x.shape[0])
             try:
-                outs = [self._forward(x[i : i + batch], self.tile) for i in range(0, x.shape[0], batch)]
+                with cuda_math(self.device):
+                    outs = [self._forward(x[i : i + batch], self.tile) for i in range(0, x.shape[0], batch)]
                 return torch.cat(outs) if len(outs) > 1 else outs[0]
             except (torch.OutOfMemoryError, RuntimeError) as exc:
                 if not is_out_of_memory(exc):
@@ -169,6 +187,57 @@ class Upscaler:
                     :, :, (top - t0) * s : (bottom - t0) * s, (left - l0) * s : (right - l0) * s
                 ]
         return out
+
+
+def inference_copy(model: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """A copy of ``model`` on ``device`` with its floating-point weights in ``dtype``, channels_last, in eval mode.
+
+    ``model`` itself is not changed (not moved, cast, reformatted or put in eval mode). Each weight is moved and cast
+    straight into the copy, so the device never holds a second full-precision copy next to the one that runs; a
+    weight already on ``device`` in that dtype and layout is shared with ``model``, not duplicated.
+    """
+    memo: dict[int, torch.Tensor] = {}
+    for tensor in (*model.parameters(), *model.buffers()):
+        if id(tensor) in memo:
+            continue
+        moved = tensor.detach().to(device, dtype if tensor.is_floating_point() else tensor.dtype)
+        if moved.dim() == 4:
+            moved = moved.contiguous(memory_format=torch.channels_last)
+        # Filled in before the copy is made: deepcopy takes these instead of copying the originals.
+        memo[id(tensor)] = nn.Parameter(moved, requires_grad=False) if isinstance(tensor, nn.Parameter) else moved
+    return copy.deepcopy(model, memo).eval()
+
+
+@contextlib.contextmanager
+def cuda_math(device: torch.device) -> Iterator[None]:
+    """vsr's CUDA math settings for the calls inside, restored afterwards (the caller's process keeps its own).
+
+    cuDNN autotuning on (a run calls the model on one shape over and over), and fp32 convolutions and matmuls in
+    true fp32, not TF32 (cuDNN's default on Ampere and later): fp32 is what ``--precision fp32`` and the fp32 redo
+    of a non-finite batch promise. No-op off CUDA. The settings are read when a kernel is chosen, at launch, so
+    they hold for the work launched inside even though it runs later.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    backends = torch.backends
+    conv, matmul = backends.cudnn.conv, backends.cuda.matmul
+    new_api = hasattr(conv, "fp32_precision")  # torch >= 2.9; mixing it with allow_tf32 is an error there
+    saved = (backends.cudnn.benchmark, conv.fp32_precision if new_api else backends.cudnn.allow_tf32,
+             matmul.fp32_precision if new_api else matmul.allow_tf32)
+    backends.cudnn.benchmark = True
+    if new_api:
+        conv.fp32_precision = matmul.fp32_precision = "ieee"
+    else:
+        backends.cudnn.allow_tf32 = matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        backends.cudnn.benchmark = saved[0]
+        if new_api:
+            conv.fp32_precision, matmul.fp32_precision = saved[1], saved[2]
+        else:
+            backends.cudnn.allow_tf32, matmul.allow_tf32 = saved[1], saved[2]
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -26,7 +26,6 @@ from tqdm import tqdm
 
 from vsr import data, evaluate, losses, models
 from vsr.errors import VsrError
-from vsr.models.fast import keep_freed_memory
 from vsr.precision import autocast, choose_precision
 from vsr.train import distributed
 from vsr.train.checkpoint import (
@@ -92,8 +91,7 @@ def _train(cfg: TrainConfig, ranks: Ranks, progress: bool) -> dict:
     torch.manual_seed(cfg.seed)  # same on every rank: identical initial weights (DDP broadcasts them anyway)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop size: cuDNN's autotuned kernels pay off
-    else:
-        keep_freed_memory()  # every step frees and reallocates the same large activations
+    # On CPU the `vsr` command keeps freed memory for reuse (vsr.cli.main); a library caller's allocator is its own.
     precision = choose_precision(cfg.precision, device)
     ctx = autocast(device, precision)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.name == "fp16")
