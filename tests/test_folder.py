@@ -157,3 +157,22 @@ def test_resume_continues_each_file_of_a_folder(tmp_path, monkeypatch):
     assert "[1/2] a.mp4: skipped: a_x2.mp4 exists" in lines
     assert any("8 reused from an earlier run" in line for line in lines), again.stderr
     assert frame_count(clips / "b_x2.mp4") == 12
+
+
+def test_under_torchrun_each_rank_goes_on_after_a_damaged_file(damaged_folder, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    for name in ("d.mp4", "e.mp4"):  # rank 1 gets b (damaged) and d: d must still be done
+        make_clip(damaged_folder / name, frames=4, size=(32, 24), audio=False)
+    out = tmp_path / "up"
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "vsr", "enhance", str(damaged_folder), "-m", "bicubic", "-s", "2", "-o", str(out)],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert sorted(p.name for p in out.iterdir()) == ["a_x2.mp4", "c_x2.mp4", "d_x2.mp4", "e_x2.mp4"], done.stderr
+    assert "rank 1: b.mp4: failed: not a video file" in done.stderr

@@ -242,12 +242,13 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
                 raise VsrError(f"cannot create output folder {output}: {err.strerror or err}") from None
         jobs = [(path, (output or path.parent) / pipeline.default_output_path(path, cfg.outscale or scale).name)
                 for path in files]
+        # Rerunning a --resume folder run continues it: the outputs it finished are skipped, not in the way.
+        skip = skip_existing or resume
         if me is not None:
             cli_distributed.enhance_folder(jobs, lambda path, out: _enhance_one(path, out, net_for(path), cfg, me.main),
-                                           me, skip_existing)
+                                           me, skip)
             return
-        # Rerunning a --resume folder run continues it: the outputs it finished are skipped, not in the way.
-        cli_folder.enhance_files(jobs, run_one, report_name, skip_existing or resume, report, folder=True)
+        cli_folder.enhance_files(jobs, run_one, report_name, skip, report, folder=True)
     except KeyboardInterrupt as exc:
         click.echo(f"Error: interrupted; {getattr(exc, 'detail', 'no output was written')}", err=True)
         ctx.exit(130)

@@ -221,7 +221,7 @@ def cuda_math(device: torch.device) -> Iterator[None]:
         yield
         return
     backends = torch.backends
-    conv, matmul = backends.cudnn.conv, backends.cuda.matmul
+    conv, matmul = getattr(backends.cudnn, "conv", None), backends.cuda.matmul
     new_api = hasattr(conv, "fp32_precision")  # torch >= 2.9; mixing it with allow_tf32 is an error there
     saved = (backends.cudnn.benchmark, conv.fp32_precision if new_api else backends.cudnn.allow_tf32,
              matmul.fp32_precision if new_api else matmul.allow_tf32)

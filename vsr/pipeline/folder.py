@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vsr.atomic import atomic_write
@@ -105,15 +105,11 @@ def summary(results: list[FileResult], total: int | None = None) -> str:
 
 
 def write_report(path: str | os.PathLike, results: list[FileResult]) -> None:
-    """Writes the results as JSON: ``{"files": [{input, output, status, model, frames, seconds, reason}, ...],
+    """Writes the results as JSON: ``{"files": [{input, output, frames, seconds, model, status, reason}, ...],
     "done": n, "skipped": n, "failed": n}``, replacing the file whole."""
-    files = []
-    for result in results:
-        entry = asdict(result)
-        del entry["error"]
-        if entry["seconds"] is not None:
-            entry["seconds"] = round(entry["seconds"], 3)
-        files.append(entry)
+    files = [{"input": r.input, "output": r.output, "frames": r.frames,
+              "seconds": None if r.seconds is None else round(r.seconds, 3), "model": r.model, "status": r.status,
+              "reason": r.reason} for r in results]
     body = {"files": files, **{status: sum(r.status == status for r in results) for status in STATUSES}}
     try:
         with atomic_write(path) as temp:
