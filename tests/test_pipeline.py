@@ -371,3 +371,17 @@ def test_cuda_math_is_fp32_and_autotuned_inside_and_restored_after():
     assert torch.backends.cudnn.allow_tf32 == (before[1] == "tf32")  # the legacy flags read as before, no error
     with cuda_math(torch.device("cpu")):
         assert (torch.backends.cudnn.benchmark, conv.fp32_precision) == before[:2]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_run_leaves_the_callers_model_and_math_settings_alone(clip_mp4, tmp_path):
+    net = tiny_srresnet(2).train()
+    settings = lambda: (torch.backends.cudnn.benchmark, torch.backends.cudnn.conv.fp32_precision,  # noqa: E731
+                        torch.backends.cuda.matmul.fp32_precision)
+    before = settings()
+    for precision in ("fp16", "fp32"):
+        result = enhance_video(clip_mp4, tmp_path / f"{precision}.mp4", net,
+                               EnhanceConfig(device="cuda", precision=precision))
+        assert result.frames_out == 12 and result.precision == precision
+    assert settings() == before
+    assert net.training and {(p.device.type, p.dtype) for p in net.parameters()} == {("cpu", torch.float32)}
