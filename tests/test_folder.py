@@ -176,3 +176,9 @@ def test_under_torchrun_each_rank_goes_on_after_a_damaged_file(damaged_folder, t
     assert done.returncode != 0
     assert sorted(p.name for p in out.iterdir()) == ["a_x2.mp4", "c_x2.mp4", "d_x2.mp4", "e_x2.mp4"], done.stderr
     assert "rank 1: b.mp4: failed: not a video file" in done.stderr
+
+
+def test_skip_existing_and_overwrite_together_are_refused(clip_mp4):
+    result = run("enhance", clip_mp4, "-m", "bicubic", "--skip-existing", "--overwrite")
+    assert result.exit_code == 1 and result.stderr.splitlines() == [
+        "Error: give --overwrite or --skip-existing, not both"]

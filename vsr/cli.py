@@ -176,6 +176,8 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
         raise VsrError(f"--end ({end:g} s) must be after --start ({start:g} s)")
     if outscale is not None and (out_width is not None or out_height is not None):
         raise VsrError("give --outscale or --width/--height, not both")
+    if skip_existing and overwrite:
+        raise VsrError("give --overwrite or --skip-existing, not both")
     if not input.exists():
         raise VsrError(f"no such file or folder: {input}")
     # Checked against the encoder this run will use: -c, else the output container's default (for a folder, that of
@@ -243,7 +245,7 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
         jobs = [(path, (output or path.parent) / pipeline.default_output_path(path, cfg.outscale or scale).name)
                 for path in files]
         # Rerunning a --resume folder run continues it: the outputs it finished are skipped, not in the way.
-        skip = skip_existing or resume
+        skip = skip_existing or (resume and not overwrite)
         if me is not None:
             cli_distributed.enhance_folder(jobs, lambda path, out: _enhance_one(path, out, net_for(path), cfg, me.main),
                                            me, skip)
