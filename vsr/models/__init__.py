@@ -53,7 +53,8 @@ from vsr.models.weights import (
 
 __all__ = [
     "DEFAULT_WEIGHTS_DIR", "ESPCN", "FSRCNN", "MODELS", "SCALES", "SRCNN", "Bicubic", "Discriminator",
-    "EncoderDecoder", "ForeignModel", "RecurrentSRResNet", "RecurrentState", "ResidualBlock", "SRResNet", "bicubic", "build_model", "count_flops", "encdec",
-    "espcn", "find_weights", "fold_batchnorm", "foreign_architectures", "fsrcnn", "inspect_weights", "list_models",
-    "load_model", "load_weights_file", "resolve_weights_path", "rsrresnet", "save_weights", "srcnn", "srresnet", "weights_dir",
+    "EncoderDecoder", "ForeignModel", "RecurrentSRResNet", "RecurrentState", "ResidualBlock", "SRResNet", "bicubic",
+    "build_model", "count_flops", "encdec", "espcn", "find_weights", "fold_batchnorm", "foreign_architectures",
+    "fsrcnn", "inspect_weights", "list_models", "load_model", "load_weights_file", "resolve_weights_path",
+    "rsrresnet", "save_weights", "srcnn", "srresnet", "weights_dir",
 ]

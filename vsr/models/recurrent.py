@@ -101,6 +101,16 @@ class RecurrentSRResNet(nn.Module):
         nn.init.zeros_(self.conv_temporal.weight)
         nn.init.zeros_(self.conv_temporal.bias)
 
+    def train(self, mode: bool = True) -> RecurrentSRResNet:
+        """As ``nn.Module.train``, but BatchNorm keeps using its running statistics: the network is fine-tuned from a
+        per-frame SRResNet whose statistics are sound, with batches of a few sequences, whose per-step statistics
+        are not (and a BN in train mode would see each time step's N crops apart). BN's affine weights still learn."""
+        super().train(mode)
+        for m in self.modules():
+            if isinstance(m, (nn.BatchNorm2d, nn.SyncBatchNorm)):
+                m.eval()
+        return self
+
     def initial_state(self, lq: torch.Tensor) -> RecurrentState:
         """The state of streams with no past: the frame itself as the previous one, zero output and features."""
         n, _, h, w = lq.shape
