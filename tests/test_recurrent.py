@@ -5,6 +5,9 @@ Tiny models and small real frames; nothing is timed."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -202,3 +205,24 @@ def test_frames_needs_a_recurrent_model(tmp_path):
                       batch_size=2, steps=1, workers=0, run=str(tmp_path / "run"), device="cpu")
     with pytest.raises(Exception, match="recurrent"):
         train.train(cfg, progress=False)
+
+
+def test_two_torchrun_ranks_train_sequences_to_the_same_weights(tmp_path):
+    clips = tmp_path / "clips"
+    for i in range(2):
+        _write_run(clips, f"clip{i}", 10, seed=i)
+    run = tmp_path / "run"
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(repo),
+                                                                                 os.environ.get("PYTHONPATH", "")])}
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "vsr",
+            "train", "--data", str(clips), "--arch", "rsrresnet", "--num-feat", "8", "--num-block", "1",
+            "--frames", "3", "--hr-crop", "32", "-b", "1", "--workers", "0", "--precision", "fp32", "--steps", "2",
+            "--ckpt-every", "2", "--log-every", "1", "--run-dir", str(run)]
+    done = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "on cpu x2" in done.stderr and "sequences of 3 frames" in done.stderr
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    checks = [r for r in log if "weights" in r]
+    assert checks and all(len(set(r["weights"]["G"])) == 1 for r in checks)  # both ranks hold the same weights
+    assert models.load_model(run / "model.pt", scale=None).recurrent
