@@ -226,3 +226,17 @@ def test_two_torchrun_ranks_train_sequences_to_the_same_weights(tmp_path):
     checks = [r for r in log if "weights" in r]
     assert checks and all(len(set(r["weights"]["G"])) == 1 for r in checks)  # both ranks hold the same weights
     assert models.load_model(run / "model.pt", scale=None).recurrent
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_fast_cpu_graph_streams_as_the_module_does(precision):
+    from vsr.models import fast
+
+    model, frames = tiny(), moving_frames()
+    upscaler = Upscaler(model, CPU, Precision(precision, "test"))
+    assert isinstance(upscaler.graph, fast.FastRecurrentSRResNet)
+    streamed = torch.cat([upscaler(frames[i : i + 3]) for i in range(0, len(frames), 3)])
+    plain = Upscaler(model, CPU, Precision(precision, "test"))
+    plain.graph = plain.model  # the module itself
+    reference = torch.cat([plain(frames[i : i + 3]) for i in range(0, len(frames), 3)])
+    assert (streamed.int() - reference.int()).abs().max() <= 1

@@ -35,15 +35,20 @@ from torch import nn
 
 from vsr.models.archs import SRResNet
 from vsr.models.ops import fold_batchnorm
+from vsr.models.recurrent import RecurrentSRResNet, RecurrentState
 
 
 def supports(model: nn.Module, device: torch.device) -> bool:
-    """Whether :func:`fast_graph` can run ``model`` on ``device``: an SRResNet on a CPU with oneDNN."""
-    return isinstance(model, SRResNet) and device.type == "cpu" and torch.backends.mkldnn.is_available()
+    """Whether :func:`fast_graph` can run ``model`` on ``device``: an SRResNet (or the recurrent one) on a CPU with
+    oneDNN."""
+    return (isinstance(model, (SRResNet, RecurrentSRResNet)) and device.type == "cpu"
+            and torch.backends.mkldnn.is_available())
 
 
-def fast_graph(model: SRResNet, dtype: torch.dtype = torch.float32) -> FastSRResNet:
+def fast_graph(model: SRResNet | RecurrentSRResNet, dtype: torch.dtype = torch.float32) -> FastSRResNet:
     """The inference graph of ``model`` in ``dtype`` (fp32 or bf16), for CPU. ``model`` itself is not changed."""
+    if isinstance(model, RecurrentSRResNet):
+        return FastRecurrentSRResNet(model, dtype)
     return FastSRResNet(model, dtype)
 
 
@@ -156,17 +161,50 @@ class FastSRResNet(nn.Module):
         return f"scale={self.scale}, dtype={self.dtype}, blocks={len(self.blocks)}, last_factor={self.last_factor}"
 
     def forward(self, lq: torch.Tensor) -> torch.Tensor:
-        feat = F.prelu(self.conv_first(lq), self.prelu_first)
+        return self.upsample(self.trunk(F.prelu(self.conv_first(lq), self.prelu_first)))
+
+    def trunk(self, feat: torch.Tensor) -> torch.Tensor:
+        """The residual blocks and the global skip, on the LR features."""
         x = feat
         for conv1, prelu, conv2 in self.blocks:
             x = conv2(F.prelu(conv1(x), prelu), add=x)
-        x = self.conv_body(x, add=feat)
+        return self.conv_body(x, add=feat)
+
+    def upsample(self, x: torch.Tensor) -> torch.Tensor:
+        """Trunk features -> the output image."""
         for k, (conv, prelu, factor) in enumerate(self.stages):
             x = F.prelu(conv(x), prelu)  # one slope per c, repeated over the (i, j) phases
             if k < len(self.stages) - 1 or self.last_factor == 1:
                 x = _shuffle(x, factor)
         x = self.conv_last(x)
         return _shuffle(x, self.last_factor) if self.last_factor > 1 else x
+
+
+class FastRecurrentSRResNet(FastSRResNet):
+    """`RecurrentSRResNet`'s inference graph for CPU: SRResNet's, plus its two recurrent convs (the temporal one
+    with the first features added as a post-op). ``step`` as the module's; the past is built by the module's code.
+
+    Args:
+        model: the RecurrentSRResNet to copy (it is not changed).
+        dtype: torch.float32 or torch.bfloat16.
+    """
+
+    def __init__(self, model: RecurrentSRResNet, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__(model, dtype)
+        self.source = copy.deepcopy(model).float().cpu().eval()  # builds the past (scene cuts, zero state)
+        feat = model.conv_first.out_channels
+        self.conv_temporal = _Conv(*_conv_params(model.conv_temporal), dtype,
+                                   (1, model.conv_temporal.in_channels, 64, 64))
+        self.conv_state = _Conv(*_conv_params(model.conv_state), dtype, (1, feat, 64, 64))
+
+    def step(self, lq: torch.Tensor, state: RecurrentState | None = None) -> tuple[torch.Tensor, RecurrentState]:
+        first = F.prelu(self.conv_first(lq), self.prelu_first)
+        out = self.trunk(self.conv_temporal(self.source.past(lq, state), add=first))
+        sr = self.upsample(out)
+        return sr, RecurrentState(lq, sr.clamp(0, 1), torch.tanh(self.conv_state(out)))
+
+    def forward(self, lq: torch.Tensor) -> torch.Tensor:
+        return self.step(lq)[0]
 
 
 @functools.cache

@@ -118,14 +118,18 @@ class RecurrentSRResNet(nn.Module):
         return RecurrentState(lq, lq.new_zeros((n, self.conv_last.out_channels, h * s, w * s)),
                               lq.new_zeros((n, self.num_state, h, w)))
 
-    def scene_cut(self, lq: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-        """(N,) bool: whether each stream's frame starts a new shot (its 8x8-block means moved by more than the
-        threshold on average). Block means ignore noise and small motion; a cut changes most of them."""
-        if self.cut_threshold <= 0:
-            return torch.zeros(lq.shape[0], dtype=torch.bool, device=lq.device)
-        k = max(1, min(8, lq.shape[-2], lq.shape[-1]))
-        diff = (F.avg_pool2d(lq.float(), k, ceil_mode=True) - F.avg_pool2d(previous.float(), k, ceil_mode=True))
-        return diff.abs().flatten(1).mean(1) > self.cut_threshold
+    def past(self, lq: torch.Tensor, state: RecurrentState | None) -> torch.Tensor:
+        """The input of ``conv_temporal`` for frame ``lq``: the past of each stream, or none where a stream starts
+        (``state`` None) or its frame starts a new shot (see :func:`scene_cut`)."""
+        if state is None:
+            state = self.initial_state(lq)
+        else:
+            cut = scene_cut(lq, state.lq, self.cut_threshold)
+            if bool(cut.any()):  # a host sync, but only a test of N numbers; rare in practice
+                keep = (~cut).view(-1, 1, 1, 1).to(lq.dtype)
+                state = RecurrentState(torch.where(cut.view(-1, 1, 1, 1), lq, state.lq), state.sr * keep,
+                                       state.hidden * keep)
+        return torch.cat([lq, state.lq, F.pixel_unshuffle(state.sr, self.scale), state.hidden], dim=1)
 
     def step(self, lq: torch.Tensor, state: RecurrentState | None = None) -> tuple[torch.Tensor, RecurrentState]:
         """One frame of N streams.
@@ -137,17 +141,7 @@ class RecurrentSRResNet(nn.Module):
         Returns:
             The output (N, 3, h * scale, w * scale), not clamped, and the state for the next frame.
         """
-        fresh = self.initial_state(lq)
-        if state is None:
-            state = fresh
-        else:
-            cut = self.scene_cut(lq, state.lq)
-            if bool(cut.any()):  # a host sync, but only a test of N numbers; rare in practice
-                keep = (~cut).view(-1, 1, 1, 1).to(lq.dtype)
-                state = RecurrentState(torch.where(cut.view(-1, 1, 1, 1), lq, state.lq), state.sr * keep,
-                                       state.hidden * keep)
-        past = torch.cat([lq, state.lq, F.pixel_unshuffle(state.sr, self.scale), state.hidden], dim=1)
-        feat = self.prelu_first(self.conv_first(lq)) + self.conv_temporal(past)
+        feat = self.prelu_first(self.conv_first(lq)) + self.conv_temporal(self.past(lq, state))
         out = self.bn_body(self.conv_body(self.body(feat))) + feat
         hidden = torch.tanh(self.conv_state(out))  # bounded: the state cannot grow over a long video
         sr = self.conv_last(self.upsample(out))
@@ -161,3 +155,14 @@ class RecurrentSRResNet(nn.Module):
             sr, state = self.step(lq[:, t], state)
             outs.append(sr)
         return torch.stack(outs, dim=1)
+
+
+def scene_cut(lq: torch.Tensor, previous: torch.Tensor, threshold: float) -> torch.Tensor:
+    """(N,) bool: whether each stream's frame starts a new shot: its 8x8-block means moved by more than
+    ``threshold`` on average (0 disables the test). Block means ignore noise and small motion; a cut changes most
+    of them."""
+    if threshold <= 0:
+        return torch.zeros(lq.shape[0], dtype=torch.bool, device=lq.device)
+    k = max(1, min(8, lq.shape[-2], lq.shape[-1]))
+    diff = F.avg_pool2d(lq.float(), k, ceil_mode=True) - F.avg_pool2d(previous.float(), k, ceil_mode=True)
+    return diff.abs().flatten(1).mean(1) > threshold

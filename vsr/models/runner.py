@@ -225,7 +225,7 @@ class Upscaler:
             key = tuple(padded for _, padded in windows)
             lq = torch.cat([frame[:, :, t0:t1, l0:l1] for _, (t0, l0, t1, l1) in windows])
             lq = lq.contiguous(memory_format=torch.channels_last)
-            y, self.states[key] = self.model.step(lq, self.states.get(key))
+            y, self.states[key] = self.graph.step(lq, self.states.get(key))
             for i, (core, padded) in enumerate(windows):
                 self._paste(out, y[i : i + 1], core, padded)
         return out
