@@ -1,6 +1,10 @@
 """Running a model on frame batches: uint8/uint16 frames in and out, one precision, tiling, out-of-memory and
 non-finite recovery, and resampling the output to another size.
 
+A recurrent model (``model.recurrent``, see `vsr.models.recurrent`) is run frame by frame in the order the frames
+come, within a batch and across calls, with its state kept per tile; batches of such a model are over tiles, not
+over time. Callers say when the next frames do not follow the last ones with :meth:`Upscaler.reset_state`.
+
 Knows tensors, not videos or files: `vsr.pipeline` (enhance, images), `vsr.evaluate` (and so `vsr.train`) and
 `vsr.bench` all run models through :class:`Upscaler`, so a precision scored in ``vsr eval`` is the one ``vsr enhance``
 runs.
@@ -19,7 +23,11 @@ from torch import nn
 
 from vsr.errors import VsrError
 from vsr.models import fast
+from vsr.models.recurrent import RecurrentState
 from vsr.precision import Precision
+
+# A tile's (top, left, bottom, right) in LR pixels.
+Window = tuple[int, int, int, int]
 
 # Largest code value of each frame dtype: uint8 RGB from 8-bit video, uint16 RGB48 from 10/12-bit video.
 PEAK = {torch.uint8: 255, torch.uint16: 65535}
@@ -27,6 +35,9 @@ PEAK = {torch.uint8: 255, torch.uint16: 65535}
 
 class Upscaler:
     """Runs a model on uint8 or uint16 frame batches on one device in one precision, with tiling and recovery.
+
+    Frames passed in successive calls are taken as consecutive frames of one video (what a recurrent model needs to
+    carry its state); :meth:`reset_state` starts afresh.
 
     Out-of-memory is recovered by halving the batch, then tiling, then halving the tile; the reduced setting is
     kept for the following batches, so the warning comes once rather than every batch. A non-finite output in
@@ -52,6 +63,10 @@ class Upscaler:
         self.max_batch = 0  # 0 = no limit yet; set by out-of-memory recovery
         self.notes: list[str] = []
         self._source = model  # the caller's: never changed, never moved; copies are made from it
+        self.recurrent = bool(getattr(model, "recurrent", False))
+        # A recurrent model's state, one entry per group of equal-sized tiles (the whole frame is one such group),
+        # keyed by the group's tile windows: a different tiling starts afresh.
+        self.states: dict[tuple, RecurrentState] = {}
         self._set_precision(precision)
 
     def _set_precision(self, precision: Precision) -> None:
@@ -71,6 +86,11 @@ class Upscaler:
                 note = f"fast CPU graph unavailable ({exc}); running the plain module"
                 if note not in self.notes:  # said once, not again at an fp32 redo
                     self.notes.append(note)
+        self.states = {key: state.to(self.dtype) for key, state in self.states.items()}
+
+    def reset_state(self) -> None:
+        """Forgets what a recurrent model carried from earlier frames: the next frames do not follow the last ones."""
+        self.states = {}
 
     def _to_input(self, frames: torch.Tensor) -> torch.Tensor:
         x = frames.permute(0, 3, 1, 2)
@@ -109,9 +129,16 @@ class Upscaler:
         """
         if frames.dtype not in PEAK:
             raise VsrError(f"frames must be uint8 or uint16, got {frames.dtype}")
+        before = dict(self.states)
         y = self._forward_resilient(self._to_input(frames))
         finite = None
-        if self.dtype != torch.float32:
+        if self.dtype != torch.float32 and self.recurrent:
+            # The next batch starts from this one's state: a bad batch must be redone now, from the state it
+            # started from, not after later batches have used it (a host sync per batch, recurrent models only).
+            if not bool(torch.isfinite(y).all()):
+                self.states = before
+                return self.redo_in_fp32(frames), None
+        elif self.dtype != torch.float32:
             if check_stream is None:
                 finite = torch.isfinite(y).all()
             else:
@@ -142,7 +169,9 @@ class Upscaler:
 
     def _forward_resilient(self, x: torch.Tensor) -> torch.Tensor:
         """Forward with out-of-memory recovery: halve the batch, then tile, then smaller tiles. Never drops a frame."""
+        before = dict(self.states)
         while True:
+            self.states = dict(before)  # a retried batch starts from the state its first attempt started from
             batch = min(self.max_batch or x.shape[0], x.shape[0])
             try:
                 with cuda_math(self.device):
@@ -168,24 +197,54 @@ class Upscaler:
             warnings.warn(note)
 
     def _forward(self, x: torch.Tensor, tile: int) -> torch.Tensor:
+        if self.recurrent:
+            return torch.cat([self._forward_recurrent(x[i : i + 1], tile) for i in range(x.shape[0])])
         if tile <= 0 or (x.shape[2] <= tile and x.shape[3] <= tile):
             return self.graph(x)
         return self._forward_tiled(x, tile)
 
-    def _forward_tiled(self, x: torch.Tensor, tile: int) -> torch.Tensor:
-        """Tiles with `tile_pad` overlap; each output tile keeps only its unpadded core, so seams vanish."""
-        n, c, h, w = x.shape
-        s, pad = self.scale, self.tile_pad
-        out = x.new_empty((n, c, h * s, w * s)).contiguous(memory_format=torch.channels_last)
+    def _tile_windows(self, h: int, w: int, tile: int) -> list[tuple[Window, Window]]:
+        """(core, padded) windows (top, left, bottom, right) in LR pixels; one window when the frame fits a tile."""
+        if tile <= 0 or (h <= tile and w <= tile):
+            return [((0, 0, h, w), (0, 0, h, w))]
+        pad, windows = self.tile_pad, []
         for top in range(0, h, tile):
             for left in range(0, w, tile):
                 bottom, right = min(top + tile, h), min(left + tile, w)
-                t0, l0 = max(top - pad, 0), max(left - pad, 0)
-                t1, l1 = min(bottom + pad, h), min(right + pad, w)
-                y = self.graph(x[:, :, t0:t1, l0:l1])
-                out[:, :, top * s : bottom * s, left * s : right * s] = y[
-                    :, :, (top - t0) * s : (bottom - t0) * s, (left - l0) * s : (right - l0) * s
-                ]
+                windows.append(((top, left, bottom, right),
+                                (max(top - pad, 0), max(left - pad, 0), min(bottom + pad, h), min(right + pad, w))))
+        return windows
+
+    def _paste(self, out: torch.Tensor, y: torch.Tensor, core: Window, padded: Window) -> None:
+        """Writes the unpadded core of a tile's output into ``out``, so seams vanish."""
+        s = self.scale
+        (top, left, bottom, right), (t0, l0, _, _) = core, padded
+        out[:, :, top * s : bottom * s, left * s : right * s] = y[
+            :, :, (top - t0) * s : (bottom - t0) * s, (left - l0) * s : (right - l0) * s
+        ]
+
+    def _forward_tiled(self, x: torch.Tensor, tile: int) -> torch.Tensor:
+        """Tiles with `tile_pad` overlap; each output tile keeps only its unpadded core."""
+        n, c, h, w = x.shape
+        out = x.new_empty((n, c, h * self.scale, w * self.scale)).contiguous(memory_format=torch.channels_last)
+        for core, (t0, l0, t1, l1) in self._tile_windows(h, w, tile):
+            self._paste(out, self.graph(x[:, :, t0:t1, l0:l1]), core, (t0, l0, t1, l1))
+        return out
+
+    def _forward_recurrent(self, frame: torch.Tensor, tile: int) -> torch.Tensor:
+        """One frame of a recurrent model: its tiles batched by size, each tile with its own state."""
+        _, c, h, w = frame.shape
+        out = frame.new_empty((1, c, h * self.scale, w * self.scale)).contiguous(memory_format=torch.channels_last)
+        groups: dict[tuple[int, int], list] = {}
+        for core, padded in self._tile_windows(h, w, tile):
+            groups.setdefault((padded[2] - padded[0], padded[3] - padded[1]), []).append((core, padded))
+        for windows in groups.values():
+            key = tuple(padded for _, padded in windows)
+            lq = torch.cat([frame[:, :, t0:t1, l0:l1] for _, (t0, l0, t1, l1) in windows])
+            lq = lq.contiguous(memory_format=torch.channels_last)
+            y, self.states[key] = self.graph.step(lq, self.states.get(key))
+            for i, (core, padded) in enumerate(windows):
+                self._paste(out, y[i : i + 1], core, padded)
         return out
 
 
