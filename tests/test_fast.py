@@ -115,11 +115,19 @@ def _remove_pointwise(monkeypatch):
     monkeypatch.setattr(torch.ops, "mkldnn", types.SimpleNamespace())
 
 
+def _tiny_rsrresnet() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model("rsrresnet", scale=2, num_feat=8, num_block=1, num_state=4).eval()
+
+
+@pytest.mark.parametrize("make", [lambda: tiny_srresnet(2), _tiny_rsrresnet], ids=["srresnet", "rsrresnet"])
 @pytest.mark.parametrize("remove", [_remove_reorder, _remove_pointwise])
-def test_plain_module_runs_when_private_mkldnn_ops_are_missing(monkeypatch, remove):
-    net = tiny_srresnet(2)
+def test_plain_module_runs_when_private_mkldnn_ops_are_missing(monkeypatch, remove, make):
+    net = make()
     frames = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (2, 10, 12, 3), dtype=np.uint8))
-    fast_out = Upscaler(net, CPU, Precision("fp32", "test"))(frames)
+    with_graph = Upscaler(net, CPU, Precision("fp32", "test"))
+    assert isinstance(with_graph.graph, FastSRResNet)
+    fast_out = with_graph(frames)
     remove(monkeypatch)
     from vsr.models import fast
 
