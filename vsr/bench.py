@@ -132,7 +132,11 @@ def op_shares(upscaler: pipeline.Upscaler, batch: torch.Tensor) -> dict[str, flo
 
 
 def model_only_seconds(upscaler: pipeline.Upscaler, batches: list[torch.Tensor]) -> tuple[float, list[torch.Tensor]]:
-    """Seconds the model takes for ``batches`` (uint8 frames already on the device), and its outputs."""
+    """Seconds the model takes for ``batches`` (uint8 frames already on the device), and its outputs.
+
+    The batches are consecutive frames of one clip from its start: a recurrent model starts afresh.
+    """
+    upscaler.reset_state()
     _sync(upscaler.device)
     start = time.perf_counter()
     outputs = [upscaler(batch) for batch in batches]
@@ -144,6 +148,7 @@ def naive_loop_fps(clip: Path, out: Path, upscaler: pipeline.Upscaler, scale: in
                    preset: str | None = None) -> float:
     """Frames/s of decode one frame -> model (batch 1) -> encode it, in one thread of control."""
     info = video.probe(clip)
+    upscaler.reset_state()  # the clip from its start
     start = time.perf_counter()
     frames = 0
     with video.VideoWriter(out, width=info.width * scale, height=info.height * scale, time_base=info.time_base,

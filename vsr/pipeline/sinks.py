@@ -212,7 +212,7 @@ def resume_parts(plan: RunPlan) -> ResumeParts:
         "width": encoding.width, "height": encoding.height, "time_base": str(encoding.time_base),
         "codec": encoding.codec, "crf": cfg.crf, "preset": cfg.preset, "pix_fmt": encoding.pix_fmt,
         "depth": plan.depth, "precision": plan.upscaler.precision.name, "tile": plan.output.tile,
-        "tile_pad": cfg.tile_pad, "start": cfg.start, "end": cfg.end, "deinterlace": plan.output.deinterlace,
+        "tile_pad": plan.upscaler.tile_pad, "start": cfg.start, "end": cfg.end, "deinterlace": plan.output.deinterlace,
         "encoder_options": dict(sorted(cfg.encoder_options.items())),
     }
     identity = {"input": input_identity(plan.input_path), "model": model_identity(plan.model), "settings": settings}

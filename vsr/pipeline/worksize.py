@@ -150,6 +150,10 @@ def choose_work_size(
     """
     field = receptive_field(model)
     pad = tile_pad if tile_pad is not None else field[0] if field else DEFAULT_TILE_PAD
+    if tile_pad is None and field and getattr(model, "recurrent", False):
+        # A recurrent model's state is kept per tile and reaches one field further into the tile each frame: twice
+        # the field kept a tiny rsrresnet's tiles equal to whole frames over 4 frames (once: 1 level off by the 4th).
+        pad *= 2
     align = field[1] if field else 1
     target = TARGET_PIXELS.get(device.type, TARGET_PIXELS["cpu"])
     runs = graph if graph is not None else model
