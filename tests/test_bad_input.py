@@ -161,9 +161,9 @@ def test_zero_frame_video(tmp_path, ext):
 
 
 def test_frames_too_big_without_tile_get_tiles_chosen(tmp_path, clip, monkeypatch):
-    # A pretend 1 MiB machine: one 64x48 frame through a srresnet then needs tiles, like 1080p at x4 on a real one.
+    # A pretend 850 KiB machine: one 64x48 frame through a srresnet then needs tiles, like 4K at x4 on a real one.
     weights = tiny_weights(tmp_path / "sr.pt")
-    monkeypatch.setenv("VSR_MEMORY_LIMIT", "1M")
+    monkeypatch.setenv("VSR_MEMORY_LIMIT", "850K")
     out = tmp_path / "out.mp4"
     args = [clip, "--weights", weights, "-s", "2", "--device", "cpu", "--fp32", "--tile-pad", "2", "-o", out]
     result = run(*args)
@@ -171,7 +171,7 @@ def test_frames_too_big_without_tile_get_tiles_chosen(tmp_path, clip, monkeypatc
     assert "8/8 frames" in result.stderr
     start = result.stderr.splitlines()[0]  # the start line says what was chosen and why
     assert re.search(r"batch \d+, tiles of \d+ \+ 2 overlap", start), start
-    assert "more than the 1.0 MiB of VSR_MEMORY_LIMIT" in start, start
+    assert "more than the 850 KiB of VSR_MEMORY_LIMIT" in start, start
 
 
 def test_frames_too_big_even_with_tiles(tmp_path, clip, monkeypatch):

@@ -198,7 +198,7 @@ def run_bench(
     work, _ = choose_work_size(upscaler.model, height=height, width=width, device=dev,
                                value_bytes=upscaler.dtype.itemsize, queued_batches=10, batch=batch_size,
                                graph=upscaler.graph)
-    batch_size, upscaler.tile, upscaler.tile_pad = work.batch, work.tile, work.tile_pad
+    batch_size, upscaler.tile, upscaler.tile_pad = min(work.batch, frames), work.tile, work.tile_pad
     clip_frames = synthetic_frames(frames, width, height)
     result = {
         "model": model,
