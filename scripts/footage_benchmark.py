@@ -7,15 +7,15 @@
     scripts/footage_benchmark.py my_dvr.avi --set none --frames 16 --out runs/footage
 
 Clips, in sets scored and tabled apart: ``held-out`` is ``../shared/data/video_validation`` (never trained on: the
-fair yardstick), ``in-scene`` the files of ``../shared/data/video`` (training material: the shipped
-``srresnet_real_x4`` and ``srgan_x4``/``srgan_real_x4`` family trained on the earlier part of two of them), ``given``
-the clips on the command line.
+fair yardstick), ``in-scene`` the files of ``../shared/data/video`` (training material: ``srresnet_real_x4`` trained
+on the first 80 % of the pets and Chaplin clips), ``given`` the clips on the command line.
 
-Frames: a run of ``--frames`` consecutive frames starting at each clip's held-out end (its last 20 %, which `vsr
-prepare --holdout 0.2` never gives the trainer), plus the ``--lead-in`` frames before it; all of them cropped to the
-``--crop`` window where the original moves most (a temporal benchmark of still asphalt says nothing), mod-cropped to
-the scale. Each chain below is a fixed, seeded `vsr.data.Degradation` run over lead-in and run as one piece of
-footage (real codecs through PyAV: libx264, mpeg2video, swscale, bwdif), so the LR is the same for every model.
+Frames: a run of ``--frames`` consecutive frames, plus the ``--lead-in`` frames before it: in a held-out clip the
+run where it changes most, in the others the start of its held-out end (its last 20 %, which `vsr prepare --holdout
+0.2` never gives the trainer); all cropped to the ``--crop`` window where the run moves most (a temporal benchmark of
+still asphalt says nothing), mod-cropped to the scale. Each chain below is a fixed, seeded `vsr.data.Degradation`
+run over lead-in and run as one piece of footage (real codecs through PyAV: libx264, mpeg2video, swscale, bwdif), so
+the LR is the same for every model.
 
 Models see the frames as `vsr enhance` gives them: consecutive, in presentation order, 4 at a time, with
 ``Upscaler.reset_state()`` before each clip and chain. A recurrent model (``model.recurrent``) is first given the
@@ -44,19 +44,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's vsr, not an installed one
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from footage_report import markdown_tables, mean_present, picture_grid, report  # noqa: E402
 from realesrgan_peers import RRDBNet, SRVGGNetCompact, load_peer, peer_name  # noqa: E402
 from vsr import data, metrics, models, video  # noqa: E402
 from vsr.errors import VsrError  # noqa: E402
 from vsr.pipeline import Upscaler  # noqa: E402
 from vsr.precision import choose_precision, resolve_device  # noqa: E402
 
-__all__ = ["RRDBNet", "SRVGGNetCompact", "load_peer", "peer_name"]  # the peers, re-exported for the tests
+# Re-exported: the tests and other scripts take everything from this module.
+__all__ = ["RRDBNet", "SRVGGNetCompact", "load_peer", "peer_name", "markdown_tables", "picture_grid", "report"]
 
 SCALE = 4
 BATCH = 4  # frames per model call, as `vsr enhance` batches them
@@ -117,18 +118,42 @@ def motion_crop(frames: np.ndarray, crop: tuple[int, int]) -> tuple[int, int, in
     return best[1], best[2], ch, cw
 
 
-def held_out_frames(clip: Path, count: int, crop: tuple[int, int], lead_in: int = 0) -> tuple[np.ndarray, int]:
-    """The clip's run: ``count`` consecutive frames from the start of its held-out end, after up to ``lead_in``
-    frames before it, all cropped to the ``crop`` (w, h) window where the run moves most (`motion_crop`).
+def _frame_changes(clip: Path) -> list[float]:
+    """Mean |Y_t - Y_t-1| of each frame against the one before (0 for the first), on 8x-subsampled frames."""
+    changes, previous = [], None
+    with closing(video.read_frames(clip)) as batches:
+        for batch in batches:
+            for frame in batch.frames:
+                y = metrics.rgb_to_y(frame[::8, ::8])
+                changes.append(0.0 if previous is None else float(np.mean(np.abs(y - previous))))
+                previous = y
+    return changes
+
+
+def clip_run(clip: Path, count: int, crop: tuple[int, int], lead_in: int = 0,
+             busiest: bool = False) -> tuple[np.ndarray, int, int]:
+    """The clip's run: ``count`` consecutive frames after up to ``lead_in`` frames before them, all cropped to the
+    ``crop`` (w, h) window where the scored frames move most (`motion_crop`).
+
+    Args:
+        busiest: Start the run where the clip changes most over ``count`` frames (a clip no model trained on: the
+            validation clip) instead of at the start of its held-out end (its last 20 %, which `vsr prepare
+            --holdout 0.2` never gives the trainer).
 
     Returns:
-        ((lead + count, h, w, 3) uint8 frames in presentation order, lead = how many of them are lead-in).
+        ((lead + count, h, w, 3) uint8 frames in presentation order, lead = how many of them are lead-in, the index
+        of the first scored frame in the clip).
     """
-    total = video.probe(clip).frames
-    if not total:
-        with closing(video.read_frames(clip)) as batches:
-            total = sum(len(b.frames) for b in batches)
-    start = total - max(1, round(total * HOLDOUT))
+    if busiest:
+        changes = _frame_changes(clip)
+        sums = [sum(changes[i + 1 : i + count]) for i in range(max(1, len(changes) - count + 1))]
+        start = int(np.argmax(sums))
+    else:
+        total = video.probe(clip).frames
+        if not total:
+            with closing(video.read_frames(clip)) as batches:
+                total = sum(len(b.frames) for b in batches)
+        start = total - max(1, round(total * HOLDOUT))
     first = max(0, start - lead_in)
     frames: list[np.ndarray] = []
     index = 0
@@ -142,10 +167,10 @@ def held_out_frames(clip: Path, count: int, crop: tuple[int, int], lead_in: int 
                 break
     lead = min(start - first, len(frames))
     if len(frames) <= lead:
-        raise VsrError(f"{clip}: no held-out frames")
+        raise VsrError(f"{clip}: no frames from frame {start} on")
     stack = np.stack(frames)
     top, left, ch, cw = motion_crop(stack[lead:], crop)
-    return np.ascontiguousarray(stack[:, top : top + ch, left : left + cw]), lead
+    return np.ascontiguousarray(stack[:, top : top + ch, left : left + cw]), lead, start
 
 
 def clip_seed(seed: int, chain_name: str, clip: str) -> np.random.Generator:
@@ -187,11 +212,6 @@ def score(sr: np.ndarray, hr: np.ndarray) -> dict:
             "terr": temporal.rms, "flicker": temporal.flicker}
 
 
-def _mean(values: list) -> float | None:
-    values = [v for v in values if v is not None]
-    return float(np.mean(values)) if values else None
-
-
 def run_benchmark(clip_sets: dict[str, list[Path]], model_list: dict[str, nn.Module | None], frames: int = 40,
                   crop: tuple[int, int] = (256, 192), seed: int = 0, precision: str = "auto",
                   chains: list[str] | None = None, lead_in: int = 16, log=print) -> dict:
@@ -205,18 +225,20 @@ def run_benchmark(clip_sets: dict[str, list[Path]], model_list: dict[str, nn.Mod
         log: Called with progress lines.
 
     Returns:
-        {"chains": {name: description}, "sets": {set: [clip names]}, "frames", "lead_in": {clip: frames}, "crop",
+        {"chains": {name: description}, "recorder_chains": [the chains but the clean one], "sets": {set: [clip names]}, "frames", "start": {clip: first scored frame},
+        "lead_in": {clip: frames}, "crop",
         "seed", "precision": {model: name}, "scores": {set: {model: {chain: {"psnr", "ssim", "terr", "flicker"}}}}
         (means over the set's clips, each weighted equally), "per_clip": {model: {chain: {clip: score}}},
         "seconds": {model: s}, "grid": picture data}.
     """
     chains = chains or list(CHAINS)
-    originals, leads, set_of = {}, {}, {}
+    originals, leads, starts, set_of = {}, {}, {}, {}
     for set_name, clips in clip_sets.items():
         for clip in clips:
             if clip.name in set_of:
                 raise VsrError(f"two clips named {clip.name}")
-            originals[clip.name], leads[clip.name] = held_out_frames(clip, frames, crop, lead_in)
+            originals[clip.name], leads[clip.name], starts[clip.name] = clip_run(clip, frames, crop, lead_in,
+                                                                                  set_name == "held-out")
             set_of[clip.name] = set_name
     degraded = {(c, name): chain(c).degrade_clip(hr, SCALE, clip_seed(seed, c, name))
                 for c in chains for name, hr in originals.items()}
@@ -239,91 +261,13 @@ def run_benchmark(clip_sets: dict[str, list[Path]], model_list: dict[str, nn.Mod
                     grid["lr"][clip], grid["hr"][clip] = lr[lead + len(sr) // 2], hr[len(sr) // 2]
         seconds[name] = time.perf_counter() - started
         log(f"{name}: {seconds[name]:.0f} s ({precisions[name]}{', recurrent' if recurrent else ''})")
-    scores = {set_name: {name: {c: {k: _mean([per_clip[name][c][clip][k] for clip in clips]) for k in KEYS}
+    scores = {set_name: {name: {c: {k: mean_present([per_clip[name][c][clip][k] for clip in clips]) for k in KEYS}
                                 for c in chains} for name in model_list}
               for set_name, clips in ((s, [c.name for c in clips]) for s, clips in clip_sets.items()) if clips}
-    return {"chains": {c: CHAINS[c][0] for c in chains},
+    return {"chains": {c: CHAINS[c][0] for c in chains}, "recorder_chains": [c for c in chains if c != CLEAN],
             "sets": {s: [c.name for c in clips] for s, clips in clip_sets.items() if clips}, "frames": frames,
-            "lead_in": leads, "crop": list(crop), "seed": seed, "precision": precisions, "scores": scores,
-            "per_clip": per_clip, "seconds": seconds, "grid": grid}
-
-
-def _fmt(value: float | None, digits: int) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def markdown_tables(scores: dict, chains: list[str]) -> str:
-    """For one set: rows models, columns chains; cells Y-PSNR / SSIM / tErr, best PSNR and tErr of each chain in bold;
-    the recorder means leave out the clean chain. Then the secondary flicker figure, one cell per chain."""
-    recorder = [c for c in chains if c != CLEAN]
-    best_psnr = {c: max(scores[m][c]["psnr"] for m in scores) for c in chains}
-    best_terr = {c: min((scores[m][c]["terr"] for m in scores if scores[m][c]["terr"] is not None), default=None)
-                 for c in chains}
-    means = " | mean PSNR (recorders) | mean tErr (recorders)" if recorder else ""
-    lines = ["| model | " + " | ".join(chains) + means + " |", "|---" * (len(chains) + 1 + 2 * bool(recorder)) + "|"]
-    for name, per_chain in scores.items():
-        cells = []
-        for c in chains:
-            s = per_chain[c]
-            psnr = f"**{s['psnr']:.2f}**" if s["psnr"] == best_psnr[c] else f"{s['psnr']:.2f}"
-            terr = _fmt(s["terr"], 2)
-            cells.append(f"{psnr} / {s['ssim']:.3f} / {f'**{terr}**' if s['terr'] == best_terr[c] else terr}")
-        if recorder:
-            cells += [_fmt(_mean([per_chain[c]["psnr"] for c in recorder]), 2),
-                      _fmt(_mean([per_chain[c]["terr"] for c in recorder]), 2)]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Secondary: flicker, mean |(sr_t - sr_t-1) - (hr_t - hr_t-1)| on Y (grey levels):", "",
-              "| model | " + " | ".join(chains) + " |", "|---" * (len(chains) + 1) + "|"]
-    lines += [f"| {name} | " + " | ".join(_fmt(per_chain[c]["flicker"], 2) for c in chains) + " |"
-              for name, per_chain in scores.items()]
-    return "\n".join(lines)
-
-
-def report(result: dict, device: str) -> str:
-    """The whole Markdown report: a header, one table pair per set, the chains' legend."""
-    sets = {"held-out": "held out (never trained on)", "in-scene": "in-scene (training clips)", "given": "given"}
-    parts = [f"Footage benchmark: {result['frames']} consecutive frames per clip from its held-out end (after "
-             f"{max(result['lead_in'].values())} lead-in frames for recurrent models), {result['crop'][0]}x"
-             f"{result['crop'][1]} crops where the clip moves most, seed {result['seed']}, {device}; cells: Y-PSNR dB "
-             f"/ SSIM / tErr (RMS of d_sr - d_hr on Y, grey levels, lower is better)"]
-    for set_name, clips in result["sets"].items():
-        parts.append(f"### {sets.get(set_name, set_name)}: {', '.join(clips)}\n\n"
-                     + markdown_tables(result["scores"][set_name], list(result["chains"])))
-    parts.append("\n".join(f"- `{c}`: {d}" for c, d in result["chains"].items()))
-    return "\n\n".join(parts) + "\n"
-
-
-def picture_grid(result: dict, path: Path, side: int = 160) -> None:
-    """One row per clip: LR (nearest) | each model | original, a centred ``side`` crop, labelled with crop PSNR."""
-    grid = result["grid"]
-    names = list(result["precision"])
-    rows = []
-    for clip, hr in grid["hr"].items():
-        h, w = hr.shape[:2]
-        s = min(side, h, w)
-        top, left = (h - s) // 2, (w - s) // 2
-
-        def cut(img: np.ndarray) -> np.ndarray:
-            return img[top : top + s, left : left + s]
-
-        lr_up = np.repeat(np.repeat(grid["lr"][clip], SCALE, 0), SCALE, 1)
-        tiles = [(cut(lr_up), "LR (nearest)")]
-        for name in names:
-            sr = grid["sr"][clip][name]
-            tiles.append((cut(sr), f"{name} {metrics.psnr_ssim_y(cut(sr), cut(hr), SCALE)[0]:.2f}"))
-        tiles.append((cut(hr), "original"))
-        rows.append(tiles)
-    if not rows:
-        return  # the grid chain was not run
-    label_h, s = 14, rows[0][0][0].shape[0]
-    canvas = Image.new("RGB", (s * len(rows[0]), (s + label_h) * len(rows)), "white")
-    draw = ImageDraw.Draw(canvas)
-    for r, tiles in enumerate(rows):
-        for c, (img, label) in enumerate(tiles):
-            canvas.paste(Image.fromarray(img), (c * s, r * (s + label_h) + label_h))
-            draw.text((c * s + 2, r * (s + label_h) + 1), label[: s // 6], fill="black")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
+            "start": starts, "lead_in": leads, "crop": list(crop), "seed": seed, "precision": precisions,
+            "scores": scores, "per_clip": per_clip, "seconds": seconds, "grid": grid}
 
 
 def default_models(weights: list[Path], peers: Path | None, only: list[str] | None = None) -> dict:

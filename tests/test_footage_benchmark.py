@@ -60,8 +60,8 @@ def test_benchmark_scores_every_model_on_every_chain(bench, tmp_path):
         for s in per_chain.values():
             assert np.isfinite(s["psnr"]) and 0 < s["ssim"] <= 1 and s["terr"] > 0 and s["flicker"] > 0
     # The run is the clip's held-out end (its last 20 %: frames 16-18 of 20) after 2 lead-in frames (14, 15).
-    run, lead = bench.held_out_frames(clip, 3, (64, 48), lead_in=2)
-    assert run.shape == (5, 48, 64, 3) and lead == 2 and result["lead_in"] == {"clip.mp4": 2}
+    run, lead, start = bench.clip_run(clip, 3, (64, 48), lead_in=2)
+    assert run.shape == (5, 48, 64, 3) and (lead, start) == (2, 16) and result["lead_in"] == {"clip.mp4": 2}
     decoded = np.concatenate([b.frames for b in video.read_frames(clip)])
     top, left, h, w = bench.motion_crop(decoded[16:19], (64, 48))
     np.testing.assert_array_equal(run, decoded[14:19, top : top + h, left : left + w])
@@ -79,7 +79,8 @@ def test_benchmark_scores_every_model_on_every_chain(bench, tmp_path):
     # Harsher chains lose more: CRF 33 below CRF 23 below clean, for bicubic.
     bicubic = result["scores"]["given"]["bicubic"]
     assert bicubic["h264_crf33"]["psnr"] < bicubic["h264_crf23"]["psnr"] < bicubic["clean_x4"]["psnr"]
-    tables = bench.markdown_tables(result["scores"]["given"], list(result["chains"]))
+    assert result["recorder_chains"] == [c for c in bench.CHAINS if c != "clean_x4"]
+    tables = bench.markdown_tables(result["scores"]["given"], list(result["chains"]), result["recorder_chains"])
     assert "| tiny |" in tables and "**" in tables and "mean tErr (recorders)" in tables and "flicker" in tables
     assert tables.split("\n\n")[0].count("\n") == 3  # header, rule, two models
     assert "### given: clip.mp4" in bench.report(result, "CPU")
@@ -121,7 +122,7 @@ def test_models_get_consecutive_frames_in_order_with_a_reset_per_clip_and_chain(
     expected_recurrent, expected_per_frame = [], []
     for c in chains:
         for clip in clips:
-            run, lead = bench.held_out_frames(clip, 6, (48, 32), lead_in=3)
+            run, lead, _ = bench.clip_run(clip, 6, (48, 32), lead_in=3)
             lr = bench.chain(c).degrade_clip(run, 4, bench.clip_seed(0, c, clip.name))
             assert lead == 3 and len(lr) == 9
             expected_recurrent.extend(lr)
@@ -130,6 +131,15 @@ def test_models_get_consecutive_frames_in_order_with_a_reset_per_clip_and_chain(
     np.testing.assert_array_equal(np.stack(per_frame.seen), np.stack(expected_per_frame))
     # Nearest-neighbour output of the same LR: the lead-in changes nothing a per-frame model scores.
     assert result["per_clip"]["recurrent"] == result["per_clip"]["per_frame"]
+
+
+def test_held_out_run_starts_where_the_clip_moves(bench, tmp_path):
+    # Still but for frames 10-15, which pan: the busiest 5-frame run spans the pan, not the held-out end.
+    clip = make_clip(tmp_path / "clip.mp4", frames=30, size=(64, 48), audio=False,
+                     picture=lambda i, h, w: _moving(3 * min(max(i, 10), 15), h, w))
+    run, lead, start = bench.clip_run(clip, 5, (64, 48), lead_in=2, busiest=True)
+    assert start in (10, 11) and lead == 2 and len(run) == 7
+    assert bench.clip_run(clip, 5, (64, 48))[2] == 24
 
 
 def test_crop_follows_the_motion(bench):
