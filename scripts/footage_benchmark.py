@@ -225,11 +225,11 @@ def run_benchmark(clip_sets: dict[str, list[Path]], model_list: dict[str, nn.Mod
         log: Called with progress lines.
 
     Returns:
-        {"chains": {name: description}, "recorder_chains": [the chains but the clean one], "sets": {set: [clip names]}, "frames", "start": {clip: first scored frame},
-        "lead_in": {clip: frames}, "crop",
-        "seed", "precision": {model: name}, "scores": {set: {model: {chain: {"psnr", "ssim", "terr", "flicker"}}}}
-        (means over the set's clips, each weighted equally), "per_clip": {model: {chain: {clip: score}}},
-        "seconds": {model: s}, "grid": picture data}.
+        {"chains": {name: description}, "recorder_chains": [the chains but the clean one], "sets": {set: [clip
+        names]}, "frames", "start": {clip: first scored frame}, "lead_in": {clip: frames}, "crop", "seed",
+        "precision": {model: name}, "scores": {set: {model: {chain: {"psnr", "ssim", "terr", "flicker"}}}} (means
+        over the set's clips, each weighted equally), "per_clip": {model: {chain: {clip: score}}}, "seconds":
+        {model: s}, "grid": picture data}.
     """
     chains = chains or list(CHAINS)
     originals, leads, starts, set_of = {}, {}, {}, {}
