@@ -270,6 +270,23 @@ def run_benchmark(clip_sets: dict[str, list[Path]], model_list: dict[str, nn.Mod
             "scores": scores, "per_clip": per_clip, "seconds": seconds, "grid": grid}
 
 
+def merge_results(previous: dict, result: dict) -> dict:
+    """``result`` with the rows of an earlier run's ``footage.json`` put first (models run again keep the new row).
+
+    Raises:
+        VsrError: the runs differ in what they scored (clips, frames, crops, seed, chains), so rows would not compare.
+    """
+    same = ("chains", "sets", "frames", "start", "lead_in", "crop", "seed")
+    if differ := [k for k in same if previous.get(k) != json.loads(json.dumps(result[k]))]:
+        raise VsrError(f"the earlier run scored other frames or chains ({', '.join(differ)} differ); rerun it")
+    merged = dict(result)
+    for key in ("precision", "per_clip", "seconds"):
+        merged[key] = {**{k: v for k, v in previous[key].items() if k not in result[key]}, **result[key]}
+    merged["scores"] = {s: {**{k: v for k, v in previous["scores"][s].items() if k not in result["scores"][s]},
+                            **result["scores"][s]} for s in result["scores"]}
+    return merged
+
+
 def default_models(weights: list[Path], peers: Path | None, only: list[str] | None = None) -> dict:
     """Display name -> x4 module (None = bicubic): bicubic, the shipped x4 weights, ``weights`` files (named by
     their stem), then the peers (if the folder exists); with ``only``, just those names, in that order."""
@@ -317,8 +334,14 @@ def main() -> None:
     parser.add_argument("--crop", default="256x192", help="HR crop WxH of each frame, where the clip moves most")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--with", dest="previous", type=Path, default=None,
+                        help="footage.json of an earlier run with the same settings: its rows join the tables")
     parser.add_argument("--out", type=Path, default=Path("runs/footage"), help="output folder")
     args = parser.parse_args()
+    try:  # read before the long run, so a wrong path fails at once
+        previous = json.loads(args.previous.read_text()) if args.previous else None
+    except (OSError, ValueError) as exc:
+        sys.exit(f"Error: --with {args.previous}: {exc}")
     try:
         if args.frames < 2 or args.lead_in < 0:
             raise VsrError("--frames must be at least 2 (a temporal error needs two) and --lead-in at least 0")
@@ -337,6 +360,8 @@ def main() -> None:
               f"{len(model_list)} models", file=sys.stderr)
         result = run_benchmark(sets, model_list, args.frames, crop, args.seed, args.precision, chains, args.lead_in,
                                log=lambda line: print(line, file=sys.stderr))
+        if previous is not None:
+            result = merge_results(previous, result)
     except VsrError as exc:
         sys.exit(f"Error: {exc}")
     args.out.mkdir(parents=True, exist_ok=True)

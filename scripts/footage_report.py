@@ -66,9 +66,9 @@ def report(result: dict, device: str) -> str:
 def picture_grid(result: dict, path: Path, side: int = 160) -> None:
     """One row per clip: LR (nearest) | each model | original, a centred ``side`` crop, labelled with crop PSNR."""
     grid = result["grid"]
-    names = list(result["precision"])
     rows = []
     for clip, hr in grid["hr"].items():
+        names = list(grid["sr"][clip])  # the models run this time (an earlier run's rows have no pictures)
         h, w = hr.shape[:2]
         s = min(side, h, w)
         top, left = (h - s) // 2, (w - s) // 2

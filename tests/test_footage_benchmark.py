@@ -166,8 +166,16 @@ def test_command_line_scores_a_weights_file_and_names_bad_input(bench, tmp_path,
     assert "| cand_x4 |" in text and "| bicubic |" in text and "### given: clip.mp4" in text
     saved = json.loads((out / "footage.json").read_text())
     assert set(saved["scores"]["given"]) == {"bicubic", "cand_x4"} and (out / "footage_grid.png").is_file()
+    # An earlier run's rows join the tables of a run with the same settings (a new model scored beside old ones).
+    monkeypatch.setattr("sys.argv", [*argv[:7], "cand_x4", *argv[8:-2], "--with", str(out / "footage.json"),
+                                     "--out", str(tmp_path / "joined")])
+    bench.main()
+    joined = json.loads((tmp_path / "joined" / "footage.json").read_text())
+    assert list(joined["scores"]["given"]) == ["bicubic", "cand_x4"]
+    assert joined["scores"]["given"]["cand_x4"] == saved["scores"]["given"]["cand_x4"]
     for bad, message in ((["--models", "nosuch"], "no model named nosuch"), (["--chains", "vhs"], "unknown chain"),
-                         (["--crop", "big"], "--crop must be")):
+                         (["--crop", "big"], "--crop must be"), (["--with", str(tmp_path / "no.json")], "--with"),
+                         (["--frames", "4", "--with", str(out / "footage.json")], "frames")):
         monkeypatch.setattr("sys.argv", [*argv, *bad])
         with pytest.raises(SystemExit) as exit_info:
             bench.main()
