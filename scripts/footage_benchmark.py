@@ -271,7 +271,8 @@ def run_benchmark(clip_sets: dict[str, list[Path]], model_list: dict[str, nn.Mod
 
 
 def merge_results(previous: dict, result: dict) -> dict:
-    """``result`` with the rows of an earlier run's ``footage.json`` put first (models run again keep the new row).
+    """``result`` with the rows of an earlier run's ``footage.json`` first, in their order (a model run again gets its
+    new row in its old place), then the models new in ``result``.
 
     Raises:
         VsrError: the runs differ in what they scored (clips, frames, crops, seed, chains), so rows would not compare.
@@ -281,9 +282,8 @@ def merge_results(previous: dict, result: dict) -> dict:
         raise VsrError(f"the earlier run scored other frames or chains ({', '.join(differ)} differ); rerun it")
     merged = dict(result)
     for key in ("precision", "per_clip", "seconds"):
-        merged[key] = {**{k: v for k, v in previous[key].items() if k not in result[key]}, **result[key]}
-    merged["scores"] = {s: {**{k: v for k, v in previous["scores"][s].items() if k not in result["scores"][s]},
-                            **result["scores"][s]} for s in result["scores"]}
+        merged[key] = {**previous[key], **result[key]}  # dict update keeps the first insertion's place
+    merged["scores"] = {s: {**previous["scores"][s], **result["scores"][s]} for s in result["scores"]}
     return merged
 
 
