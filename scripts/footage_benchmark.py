@@ -4,6 +4,7 @@
     scripts/footage_benchmark.py                                   # the held-out clip, every model, every chain
     scripts/footage_benchmark.py --set all --no-peers              # + the in-scene clips (../shared/data/video)
     scripts/footage_benchmark.py --weights runs/new/export.pt --models bicubic,srresnet_real_x4   # score a candidate
+    scripts/footage_benchmark.py --weights runs/new/export.pt --models none --with docs/footage_heldout.json
     scripts/footage_benchmark.py my_dvr.avi --set none --frames 16 --out runs/footage
 
 Clips, in sets scored and tabled apart: ``held-out`` is ``../shared/data/video_validation`` (never trained on: the
@@ -28,8 +29,11 @@ same difference, the figure earlier tables printed.
 
 Models: bicubic, every shipped x4 weights file, ``--weights`` files (any arch `vsr.load_model` knows, recurrent ones
 included), and the Real-ESRGAN peers in ``../shared/data/weights/peers`` (`realesrgan_peers.py`); ``--models`` keeps
-only the named ones. Writes ``OUT/footage.md`` (the tables), ``OUT/footage.json`` and ``OUT/footage_grid.png``
-(crops of the middle frame of the H.264 CRF 28 chain: LR, bicubic, every model, original, labelled with crop PSNR).
+only the named ones besides the ``--weights`` files (``none``: only those); ``--with OLD/footage.json`` adds the rows
+of an earlier run with the same settings (``docs/footage_heldout.json``, ``docs/footage_inscene.json``: the shipped
+models' runs) without running them again. Writes ``OUT/footage.md`` (the tables), ``OUT/footage.json`` and
+``OUT/footage_grid.png`` (crops of the middle frame of the H.264 CRF 28 chain: LR, bicubic, every model run, original,
+labelled with crop PSNR).
 """
 
 from __future__ import annotations
@@ -289,19 +293,25 @@ def merge_results(previous: dict, result: dict) -> dict:
 
 def default_models(weights: list[Path], peers: Path | None, only: list[str] | None = None) -> dict:
     """Display name -> x4 module (None = bicubic): bicubic, the shipped x4 weights, ``weights`` files (named by
-    their stem), then the peers (if the folder exists); with ``only``, just those names, in that order."""
-    shipped = sorted(models.weights_dir().glob("*_x4.pt"))
-    paths = {p.stem: p for p in shipped}
+    their stem), then the peers (if the folder exists). With ``only``, just those names, in that order, and the
+    ``weights`` files: a file named on the command line is always scored."""
+    paths = {p.stem: p for p in sorted(models.weights_dir().glob("*_x4.pt"))}
+    given = []
     for path in weights:
-        if path.resolve() not in {p.resolve() for p in paths.values()}:
-            paths[path.stem if path.stem not in paths else str(path)] = path
+        if not path.is_file():
+            raise VsrError(f"no such weights file: {path}")
+        name = next((n for n, p in paths.items() if p.resolve() == path.resolve()), None)
+        if name is None:
+            name = path.stem if path.stem not in paths else str(path)
+            paths[name] = path
+        given.append(name)
     peer_paths = {peer_name(p): p for p in sorted(peers.glob("*.pth"))} if peers is not None and peers.is_dir() else {}
     names = ["bicubic", *paths, *peer_paths]
-    if only:
+    if only is not None:
         unknown = [n for n in only if n not in names]
         if unknown:
             raise VsrError(f"no model named {', '.join(unknown)}; known: {', '.join(names)}")
-        names = only
+        names = [*only, *(n for n in given if n not in only)]
     return {n: None if n == "bicubic" else load_peer(peer_paths[n]) if n in peer_paths
             else models.load_model(paths[n], device="cpu") for n in names}
 
@@ -324,7 +334,8 @@ def main() -> None:
                         help="shared clips to score (default: held-out, the validation clip)")
     parser.add_argument("--weights", type=Path, action="append", default=[], help="more vsr x4 weights files")
     parser.add_argument("--models", default=None,
-                        help="comma-separated names to score, e.g. bicubic,srresnet_real_x4,NEWSTEM (default: all)")
+                        help="comma-separated names to score besides --weights files, e.g. bicubic,srresnet_real_x4; "
+                        "none: only the --weights files (default: all)")
     parser.add_argument("--peers", type=Path, default=SHARED / "weights" / "peers",
                         help="folder of Real-ESRGAN .pth peers (missing: none)")
     parser.add_argument("--no-peers", action="store_true", help="skip the Real-ESRGAN peers")
@@ -354,8 +365,10 @@ def main() -> None:
         except (ValueError, AssertionError):
             raise VsrError(f"--crop must be WxH, at least {4 * SCALE}x{4 * SCALE}, got {args.crop}") from None
         sets = clip_sets(args.clips, args.which)
-        only = [n.strip() for n in args.models.split(",")] if args.models else None
+        only = [n.strip() for n in args.models.split(",") if n.strip() != "none"] if args.models else None
         model_list = default_models(args.weights, None if args.no_peers else args.peers, only)
+        if not model_list:
+            raise VsrError("no models to score: --models none needs --weights FILE")
         print(f"{sum(map(len, sets.values()))} clips x {args.frames} frames ({args.crop} crops), {len(chains)} chains, "
               f"{len(model_list)} models", file=sys.stderr)
         result = run_benchmark(sets, model_list, args.frames, crop, args.seed, args.precision, chains, args.lead_in,

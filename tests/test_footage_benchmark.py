@@ -151,14 +151,14 @@ def test_crop_follows_the_motion(bench):
     assert bench.motion_crop(frames[:1], (64, 48)) == (24, 48, 48, 64)  # nothing moves: the centred crop
 
 
-def test_command_line_scores_a_weights_file_and_names_bad_input(bench, tmp_path, monkeypatch, capsys):
+def test_command_line_scores_a_weights_file_and_names_bad_input(bench, tmp_path, monkeypatch):
     clip = make_clip(tmp_path / "clip.mp4", frames=12, size=(48, 32), picture=_moving, audio=False)
     weights = tmp_path / "cand_x4.pt"
     models.save_weights(models.build_model("srresnet", scale=4, num_feat=4, num_block=1), weights, arch="srresnet",
                         args={"num_feat": 4, "num_block": 1})
     out = tmp_path / "out"
     argv = ["footage_benchmark.py", str(clip), "--set", "none", "--weights", str(weights), "--models",
-            "bicubic,cand_x4", "--chains", "clean_x4,h264_crf28", "--frames", "3", "--lead-in", "1", "--crop",
+            "bicubic", "--chains", "clean_x4,h264_crf28", "--frames", "3", "--lead-in", "1", "--crop",
             "48x32", "--precision", "fp32", "--out", str(out)]
     monkeypatch.setattr("sys.argv", argv)
     bench.main()
@@ -167,7 +167,7 @@ def test_command_line_scores_a_weights_file_and_names_bad_input(bench, tmp_path,
     saved = json.loads((out / "footage.json").read_text())
     assert set(saved["scores"]["given"]) == {"bicubic", "cand_x4"} and (out / "footage_grid.png").is_file()
     # An earlier run's rows join the tables of a run with the same settings (a new model scored beside old ones).
-    monkeypatch.setattr("sys.argv", [*argv[:7], "cand_x4", *argv[8:-2], "--with", str(out / "footage.json"),
+    monkeypatch.setattr("sys.argv", [*argv[:7], "none", *argv[8:-2], "--with", str(out / "footage.json"),
                                      "--out", str(tmp_path / "joined")])
     bench.main()
     joined = json.loads((tmp_path / "joined" / "footage.json").read_text())
@@ -175,7 +175,8 @@ def test_command_line_scores_a_weights_file_and_names_bad_input(bench, tmp_path,
     assert joined["scores"]["given"]["cand_x4"] == saved["scores"]["given"]["cand_x4"]
     for bad, message in ((["--models", "nosuch"], "no model named nosuch"), (["--chains", "vhs"], "unknown chain"),
                          (["--crop", "big"], "--crop must be"), (["--with", str(tmp_path / "no.json")], "--with"),
-                         (["--frames", "4", "--with", str(out / "footage.json")], "frames")):
+                         (["--frames", "4", "--with", str(out / "footage.json")], "frames"),
+                         (["--weights", str(tmp_path / "missing.pt")], "no such weights file")):
         monkeypatch.setattr("sys.argv", [*argv, *bad])
         with pytest.raises(SystemExit) as exit_info:
             bench.main()
