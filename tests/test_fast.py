@@ -103,3 +103,122 @@ def test_fast_graph_matches_shipped_weights_on_real_frames(scale, dtype):
         ref, out = plain(lq), fast_graph(net, dtype)(lq)
     levels = (to_uint8(out) - to_uint8(ref)).abs()
     assert levels.max() <= 1, f"srresnet_x{scale} {dtype}: the fast graph differs by {levels.max():.0f} grey levels"
+
+
+def _remove_reorder(monkeypatch):
+    monkeypatch.delattr(torch._C._nn, "mkldnn_reorder_conv2d_weight")
+
+
+def _remove_pointwise(monkeypatch):
+    import types
+
+    monkeypatch.setattr(torch.ops, "mkldnn", types.SimpleNamespace())
+
+
+def _tiny_rsrresnet() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model("rsrresnet", scale=2, num_feat=8, num_block=1, num_state=4).eval()
+
+
+@pytest.mark.parametrize("make", [lambda: tiny_srresnet(2), _tiny_rsrresnet], ids=["srresnet", "rsrresnet"])
+@pytest.mark.parametrize("remove", [_remove_reorder, _remove_pointwise])
+def test_plain_module_runs_when_private_mkldnn_ops_are_missing(monkeypatch, remove, make):
+    net = make()
+    frames = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (2, 10, 12, 3), dtype=np.uint8))
+    with_graph = Upscaler(net, CPU, Precision("fp32", "test"))
+    assert isinstance(with_graph.graph, FastSRResNet)
+    fast_out = with_graph(frames)
+    remove(monkeypatch)
+    from vsr.models import fast
+
+    assert fast.missing_ops()
+    upscaler = Upscaler(net, CPU, Precision("fp32", "test"))
+    assert upscaler.graph is upscaler.model and not isinstance(upscaler.graph, FastSRResNet)
+    assert len(upscaler.notes) == 1 and "fast CPU graph unavailable" in upscaler.notes[0]
+    assert "\n" not in upscaler.notes[0]
+    assert (upscaler(frames).int() - fast_out.int()).abs().max() <= 1  # same function, other summation order
+
+
+def test_fast_graph_that_fails_on_a_trial_input_is_not_used(monkeypatch):
+    """A torch whose private op still exists but takes other arguments: refused at build time, not mid-run."""
+    from vsr.models import fast
+
+    def changed(*args, **kwargs):
+        raise RuntimeError("mkldnn::_convolution_pointwise() expected 14 arguments\nmore text")
+
+    monkeypatch.setattr(fast._Conv, "__call__", lambda self, x, add=None: changed())
+    with pytest.raises(fast.FastGraphUnavailable, match="expected 14 arguments$"):
+        fast.fast_graph(tiny_srresnet(2))
+    assert Upscaler(tiny_srresnet(2), CPU, Precision("fp32", "test")).notes
+
+
+# Whether glibc serves a 64 MiB malloc with mmap (its default) or from the heap (after keep_freed_memory), read back
+# from mallinfo2: the tuning has no getter, so its effect is what is checked.
+_MMAP_PROBE = """
+import ctypes, ctypes.util, sys
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                               "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+def mmapped_big_alloc():
+    before = libc.mallinfo2().hblkhd
+    block = libc.malloc(64 << 20)
+    grew = libc.mallinfo2().hblkhd - before >= 64 << 20
+    libc.free(block)
+    return grew
+"""
+
+
+def _run_probe(body: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", _MMAP_PROBE + body], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def _glibc() -> bool:
+    import platform
+
+    return platform.libc_ver()[0] == "glibc"
+
+
+@pytest.mark.skipif(not _glibc(), reason="the allocator tuning is glibc's")
+def test_library_use_leaves_the_allocator_alone():
+    out = _run_probe("""
+import numpy as np, torch
+import vsr
+from vsr.pipeline import Upscaler
+from vsr.precision import Precision
+assert mmapped_big_alloc()
+net = vsr.load_model("srresnet", scale=2)
+up = Upscaler(net, torch.device("cpu"), Precision("fp32", "library"))
+up(torch.zeros((1, 16, 16, 3), dtype=torch.uint8))
+print(mmapped_big_alloc())
+from vsr.models.fast import keep_freed_memory
+keep_freed_memory()
+print(mmapped_big_alloc())
+""")
+    assert out.split() == ["True", "False"]  # untouched by the library; and the probe does see the tuning
+
+
+@pytest.mark.skipif(not _glibc(), reason="the allocator tuning is glibc's")
+def test_vsr_command_tunes_the_allocator():
+    out = _run_probe("""
+sys.argv = ["vsr", "models"]
+from vsr.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+print("tuned" if not mmapped_big_alloc() else "untouched")
+""")
+    assert out.splitlines()[-1] == "tuned"

@@ -209,7 +209,7 @@ def test_out_of_memory_inside_tiles_shrinks_the_tiles_once():
     assert upscaler.max_batch == 1 and upscaler.tile == 16
     assert [str(w.message) for w in caught] == ["out of memory: retrying with batch 1",
                                                 "out of memory: retrying with tiles of 16 px"]
-    assert max(n * h * w for n, _, h, w in flaky.calls[3:]) <= 500  # after recovery, only calls that fit
+    assert max(n * h * w for n, _, h, w in upscaler.model.calls[3:]) <= 500  # after recovery, only calls that fit
 
 
 def test_uint16_frames_keep_their_depth():
@@ -300,3 +300,88 @@ def test_enhance_keeps_every_stream_of_a_real_file(tmp_path, name, options):
     assert video_pts(out) == video_pts(source)
     assert other_streams(out) == other_streams(source)
     assert describe_file(out) == describe_file(source)
+
+
+class EveryBf16Level(nn.Module):
+    """Returns every bf16 value in [0, 1] (whatever the input), so the scaling to 0..255 meets all of them."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = 1
+        self.weight = nn.Parameter(torch.ones(1))
+        bits = torch.arange(0x3F80 + 1, dtype=torch.int32).to(torch.int16)  # 0.0 .. 1.0 as bf16 bit patterns
+        self.register_buffer("levels", bits.view(torch.bfloat16).float())
+
+    def forward(self, x):
+        n, _, h, w = x.shape
+        y = self.levels[: n * 3 * h * w].reshape(n, h, w, 3).permute(0, 3, 1, 2)
+        return y.to(x.dtype) * self.weight
+
+
+def test_bf16_output_is_scaled_to_levels_in_fp32():
+    """bf16 has 8 significant bits: y * 255 rounded in bf16 and then to an integer lands a level off, from 64 up."""
+    model = EveryBf16Level()
+    count = model.levels.numel()
+    frames = torch.zeros((1, 1, count // 3, 3), dtype=torch.uint8)
+    out = Upscaler(model, torch.device("cpu"), Precision("bf16", "test"))(frames).reshape(-1).int()
+    levels = model.levels[: out.numel()]
+    expected = levels.mul(255).round().int()  # the bf16 values, scaled in fp32
+    in_bf16 = levels.to(torch.bfloat16).mul(255).round().int()  # the old way
+    assert (in_bf16 != expected).any()  # the test meets the case that was wrong
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_upscaler_leaves_the_callers_model_as_it_was():
+    net = models.build_model("srresnet", scale=2, num_feat=8, num_block=1).train()
+    before = {k: (v.data_ptr(), v.dtype, v.stride()) for k, v in net.state_dict().items()}
+    frames = torch.from_numpy(np.random.default_rng(5).integers(0, 256, (1, 12, 16, 3), dtype=np.uint8))
+    for precision in ("bf16", "fp32"):
+        upscaler = Upscaler(net, torch.device("cpu"), Precision(precision, "test"))
+        upscaler(frames)
+        assert upscaler.model is not net and upscaler.model.training is False
+        assert next(upscaler.model.parameters()).dtype == Precision(precision, "").dtype
+    # Not moved, cast, put in channels_last or in eval mode.
+    assert net.training and {k: (v.data_ptr(), v.dtype, v.stride()) for k, v in net.state_dict().items()} == before
+
+
+def test_inference_copy_shares_weights_already_in_place_and_copies_the_rest():
+    from vsr.models.runner import inference_copy
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    net[0].weight.data = net[0].weight.data.contiguous(memory_format=torch.channels_last)
+    same = inference_copy(net, torch.device("cpu"), torch.float32)
+    assert same[0].weight is not net[0].weight and same[0].weight.data_ptr() == net[0].weight.data_ptr()
+    assert same[1].num_batches_tracked.dtype == torch.int64 and same[1].running_mean.data_ptr() == \
+        net[1].running_mean.data_ptr()
+    half = inference_copy(net, torch.device("cpu"), torch.bfloat16)
+    assert half[0].weight.dtype == torch.bfloat16 and net[0].weight.dtype == torch.float32
+    assert not half[0].weight.requires_grad and net[0].weight.requires_grad
+
+
+def test_cuda_math_is_fp32_and_autotuned_inside_and_restored_after():
+    """Flags only (no GPU needed): they are read when a kernel is launched, inside the block."""
+    from vsr.models.runner import cuda_math
+
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = (torch.backends.cudnn.benchmark, conv.fp32_precision, matmul.fp32_precision)
+    with cuda_math(torch.device("cuda", 0)):
+        assert torch.backends.cudnn.benchmark is True
+        assert conv.fp32_precision == "ieee" and matmul.fp32_precision == "ieee"  # not TF32
+    assert (torch.backends.cudnn.benchmark, conv.fp32_precision, matmul.fp32_precision) == before
+    assert torch.backends.cudnn.allow_tf32 == (before[1] == "tf32")  # the legacy flags read as before, no error
+    with cuda_math(torch.device("cpu")):
+        assert (torch.backends.cudnn.benchmark, conv.fp32_precision) == before[:2]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_run_leaves_the_callers_model_and_math_settings_alone(clip_mp4, tmp_path):
+    net = tiny_srresnet(2).train()
+    settings = lambda: (torch.backends.cudnn.benchmark, torch.backends.cudnn.conv.fp32_precision,  # noqa: E731
+                        torch.backends.cuda.matmul.fp32_precision)
+    before = settings()
+    for precision in ("fp16", "fp32"):
+        result = enhance_video(clip_mp4, tmp_path / f"{precision}.mp4", net,
+                               EnhanceConfig(device="cuda", precision=precision))
+        assert result.frames_out == 12 and result.precision == precision
+    assert settings() == before
+    assert net.training and {(p.device.type, p.dtype) for p in net.parameters()} == {("cpu", torch.float32)}

@@ -532,3 +532,20 @@ def test_shared_chaplin_round_trip(tmp_path):
 def test_shared_avi_probe():
     info = probe(SHARED_VIDEO / "vtest_pets_480x360.avi")
     assert (info.width, info.height) == (480, 360) and info.container == "avi"
+
+
+def test_timestamp_source_weighs_runs_from_across_the_file():
+    """probe samples runs of frames after seeks across the file: a clean start does not decide for all of it."""
+    from types import SimpleNamespace
+
+    from vsr.video.probe import timestamp_source
+
+    def run(pts, dts):
+        return [SimpleNamespace(pts=p, dts=d) for p, d in zip(pts, dts)]
+
+    clean = run(range(16), range(16))  # a first GOP without B-frames: both clocks count up
+    b_frames = run([8, 6, 7, 11, 9, 10], range(20, 26))  # later, AVI-style B-frames: the pts go backwards
+    assert timestamp_source(clean) == "pts"
+    assert timestamp_source(clean, b_frames) == "dts"
+    # The step between two runs (back to an earlier time, as after a seek) counts as no fault.
+    assert timestamp_source(run(range(50, 60), range(50, 60)), run(range(10), range(10))) == "pts"

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from vsr import cli_distributed
+from vsr import cli_distributed, cli_folder
 from vsr.cli_models import list_models_cmd
 from vsr.cli_options import threads_option
 from vsr.cli_train import click_error, eval_cmd, load_cli_model, model_given, prepare_cmd, train_cmd
@@ -61,7 +61,8 @@ VIDEO_MODEL = "srresnet_real"
 
 
 def default_model(input: Path, scale: int) -> str:
-    """The model `vsr enhance` uses without -m/--weights: VIDEO_MODEL for videos (and folders), else srresnet."""
+    """The model `vsr enhance` uses without -m/--weights: VIDEO_MODEL for videos, else srresnet (in a folder, each
+    file gets its own: images srresnet, videos VIDEO_MODEL)."""
     from vsr import models, video
 
     if input.suffix.lower() in video.IMAGE_EXTS or not models.find_weights(VIDEO_MODEL, scale):
@@ -147,7 +148,9 @@ def _raise_interrupt(signum, frame):
 @click.option("--no-audio", is_flag=True, help="Drop the audio tracks instead of copying them.")
 @click.option("--no-subtitles", is_flag=True, help="Drop the subtitle tracks instead of copying them.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-@click.option("--resume", is_flag=True, help="Encode in segments kept in .<output name>.vsr-resume/ beside the output; rerunning the same command after a crash, kill or Ctrl-C continues where it stopped.")
+@click.option("--skip-existing", is_flag=True, help="Skip inputs whose output exists (outputs appear only once complete), so rerunning a folder does only what is missing.")
+@click.option("--report", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write each file's result (input, output, frames, seconds, model, status) to this JSON file.")
+@click.option("--resume", is_flag=True, help="Encode in segments kept in .<output name>.vsr-resume/ beside the output; rerunning the same command after a crash, kill or Ctrl-C continues where it stopped (in a folder: each unfinished file where it stopped; finished ones are skipped).")
 @click.option("--segment-frames", type=click.IntRange(1), default=None, help="Frames per --resume segment.  [default: about 10 s of video, or 300]")
 @click.option("--outscale", type=click.FloatRange(min=1), default=None, help="Output size factor (e.g. 3 or 3.5 with a x4 model): the model's output resampled (antialiased bicubic) on the device.  [default: the model's scale]")
 @click.option("--width", "out_width", type=click.IntRange(1), default=None, help="Output width in pixels; alone, the height keeps the aspect ratio.  [default: input width x scale]")
@@ -156,11 +159,12 @@ def _raise_interrupt(signum, frame):
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality of image outputs (100 on WebP: lossless).")
 @threads_option
 @click.pass_context
-def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, batch_size, tile, tile_pad, codec, crf, preset, pix_fmt, start, end, keep_timestamps, deinterlace, square_pixels, no_audio, no_subtitles, overwrite, resume, segment_frames, outscale, out_width, out_height, encoder_opts, quality, threads):
+def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, batch_size, tile, tile_pad, codec, crf, preset, pix_fmt, start, end, keep_timestamps, deinterlace, square_pixels, no_audio, no_subtitles, overwrite, skip_existing, report, resume, segment_frames, outscale, out_width, out_height, encoder_opts, quality, threads):
     """Upscale a video (or an image, or every video/image in a folder) with a super-resolution model.
 
     Every frame is kept with its timestamp (checked at the end: frames in = frames out, last pts equal), and audio,
-    subtitles, attachments and chapters are copied packet for packet.
+    subtitles, attachments and chapters are copied packet for packet. In a folder every file is attempted: each gets
+    a line (done, skipped or failed and why), and the run exits with 1 if any failed.
     """
     import signal
 
@@ -172,6 +176,8 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
         raise VsrError(f"--end ({end:g} s) must be after --start ({start:g} s)")
     if outscale is not None and (out_width is not None or out_height is not None):
         raise VsrError("give --outscale or --width/--height, not both")
+    if skip_existing and overwrite:
+        raise VsrError("give --overwrite or --skip-existing, not both")
     if not input.exists():
         raise VsrError(f"no such file or folder: {input}")
     # Checked against the encoder this run will use: -c, else the output container's default (for a folder, that of
@@ -190,9 +196,26 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
     )
     # A weights file knows its scale: -s only checks it when typed.
     scale_given = ctx.get_parameter_source("scale") != ParameterSource.DEFAULT
-    model = model if model_given(ctx) or weights else default_model(input, int(scale))
-    net = load_cli_model(model, str(weights) if weights else None, int(scale) if scale_given or not weights else None,
-                         model_given(ctx))
+    chosen = model if model_given(ctx) or weights else None  # else each file's default (images and videos differ)
+    nets = {}
+
+    def name_for(path: Path) -> str:
+        return chosen or default_model(path, int(scale))
+
+    def net_for(path: Path):
+        name = name_for(path)
+        if name not in nets:  # loaded once, at its first file
+            nets[name] = load_cli_model(name, str(weights) if weights else None,
+                                        int(scale) if scale_given or not weights else None, model_given(ctx))
+        return nets[name]
+
+    def report_name(path: Path) -> str:
+        return str(weights) if weights else name_for(path)
+
+    def run_one(path: Path, out: Path) -> int:
+        return _enhance_one(path, out, net_for(path), cfg)
+
+    net = net_for(first)
     scale = int(net.scale)
     tag = f"{outscale:g}" if outscale else str(scale)
     # `kill` (SIGTERM) stops as cleanly as Ctrl-C: temp files removed, resume state kept.
@@ -202,11 +225,14 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
     me = ranks.start(cfg) if ranks.launched() else None  # under torchrun: see vsr/cli_distributed.py
     set_cpu_threads(threads)
     try:
+        if me is not None and report is not None:
+            raise VsrError("--report is not available under torchrun (each rank prints its own files' lines)")
         if not input.is_dir():
             if me is not None:
                 cli_distributed.enhance_one(input, output, net, cfg, me)
                 return
-            _enhance_one(input, output, net, cfg)
+            target = output or pipeline.default_output_path(input, cfg.outscale or scale)
+            cli_folder.enhance_files([(input, target)], run_one, report_name, skip_existing, report, folder=False)
             return
         files = _media_in(input, tag)
         if not files:
@@ -216,13 +242,15 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
                 output.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise VsrError(f"cannot create output folder {output}: {err.strerror or err}") from None
+        jobs = [(path, (output or path.parent) / pipeline.default_output_path(path, cfg.outscale or scale).name)
+                for path in files]
+        # Rerunning a --resume folder run continues it: the outputs it finished are skipped, not in the way.
+        skip = skip_existing or (resume and not overwrite)
         if me is not None:
-            jobs = [(path, (output or path.parent) / pipeline.default_output_path(path, cfg.outscale or scale).name)
-                    for path in files]
-            cli_distributed.enhance_folder(jobs, lambda path, out: _enhance_one(path, out, net, cfg, me.main), me)
+            cli_distributed.enhance_folder(jobs, lambda path, out: _enhance_one(path, out, net_for(path), cfg, me.main),
+                                           me, skip)
             return
-        for path in files:
-            _enhance_one(path, output / pipeline.default_output_path(path, cfg.outscale or scale).name if output else None, net, cfg)
+        cli_folder.enhance_files(jobs, run_one, report_name, skip, report, folder=True)
     except KeyboardInterrupt as exc:
         click.echo(f"Error: interrupted; {getattr(exc, 'detail', 'no output was written')}", err=True)
         ctx.exit(130)
@@ -250,7 +278,8 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _enhance_one(path: Path, output: Path | None, net, cfg, show_progress: bool = True) -> None:
+def _enhance_one(path: Path, output: Path | None, net, cfg, show_progress: bool = True) -> int:
+    """Enhances one video or image, printing what it does; returns the frames written."""
     from tqdm import tqdm
 
     from vsr import pipeline, video
@@ -258,7 +287,7 @@ def _enhance_one(path: Path, output: Path | None, net, cfg, show_progress: bool 
     if path.suffix.lower() in video.IMAGE_EXTS:
         out = pipeline.upscale_image(path, output, net, cfg)
         click.echo(f"{path} -> {out}", err=True)
-        return
+        return 1
     bar = None
 
     def on_start(info, precision, device, plan):
@@ -297,6 +326,7 @@ def _enhance_one(path: Path, output: Path | None, net, cfg, show_progress: bool 
         f" {result.seconds:.1f} s ({result.fps:.2f} fps)",
         err=True,
     )
+    return result.frames_out
 
 
 @cli.command()
@@ -354,6 +384,11 @@ cli.add_command(prepare_cmd, "prepare")
 
 
 def main() -> None:
+    from vsr.models.fast import keep_freed_memory
+
+    # The `vsr` process's own allocator choice (see keep_freed_memory): every model call frees and reallocates the
+    # same large activations. Made here, never on import or inside the library, where the process is the caller's.
+    keep_freed_memory()
     cli(prog_name="vsr")
 
 

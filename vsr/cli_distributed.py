@@ -59,18 +59,16 @@ def enhance_one(path: Path, output: Path | None, net, cfg, me) -> None:
                f"({result.fps:.2f} fps over {me.world} ranks)", err=True)
 
 
-def enhance_folder(jobs: list[tuple[Path, Path | None]], run_one: Callable[[Path, Path | None], None], me) -> None:
-    """Every world-th file of a folder on each rank (``run_one`` is the single-process enhance of one file)."""
-    from vsr.pipeline import ranks
+def enhance_folder(jobs: list[tuple[Path, Path]], run_one: Callable[[Path, Path], int], me,
+                   skip_existing: bool = False) -> None:
+    """Every world-th file of a folder on each rank (``run_one`` is the single-process enhance of one file); each
+    rank attempts all of its files, as a single process does (`vsr.pipeline.folder`)."""
+    from vsr.pipeline import folder, ranks
 
     mine = ranks.shard(jobs, me)
-    failed = None
-    for path, output in mine:
-        try:
-            run_one(path, output)
-        except VsrError as err:
-            failed = f"{path.name}: {err}"
-            break
+    results = folder.run_files(mine, run_one, skip_existing=skip_existing,
+                               on_result=lambda _, result: click.echo(f"rank {me.rank}: {result.line()}", err=True))
+    failed = "; ".join(f"{Path(r.input).name}: {r.reason}" for r in results if r.status == "failed") or None
     outcomes = ranks.gather_outcomes(failed, me)
     if failed is not None:
         raise VsrError(f"rank {me.rank}: {failed}")

@@ -39,7 +39,6 @@ def _one_line_errors(command):
             return command(*args, **kwargs)
         except VsrError as exc:
             raise click_error(exc) from None
-
     return wrapper
 
 
@@ -104,6 +103,10 @@ _D = train.TrainConfig()  # flag defaults are the dataclass's: one source of tru
     "--sample-by", type=click.Choice(SAMPLE_BY), default=_D.sample_by, show_default=True,
     help="Draw crops from each image equally often, or by area (a large photograph as often as its size says).",
 )
+@click.option("--frames", type=click.IntRange(1), default=_D.frames, show_default=True,
+              help="Frames per sequence: > 1 trains a recurrent model (--arch rsrresnet) on consecutive frames.")
+@click.option("--photo-share", type=click.FloatRange(0, 1), default=_D.photo_share, show_default=True,
+              help="With --frames: the share of sequences made from photographs by a moving virtual camera.")
 @click.option(
     "-b", "--batch-size", type=click.IntRange(1), default=_D.batch_size, show_default=True,
     help="Crops per step and process (under torchrun the global batch is this x the number of processes).",

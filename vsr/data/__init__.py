@@ -5,12 +5,14 @@ float tensors. Every random choice draws from an ``np.random.Generator`` the cal
 one seeded per worker process), so a degradation is reproducible from its seed.
 
 Modules: :mod:`~vsr.data.images` (reading, listing and bicubic resizing of images), :mod:`~vsr.data.degrade`
-(Degradation), :mod:`~vsr.data.frames` (prepare_frames), :mod:`~vsr.data.dataset` (PairDataset, make_loader).
+(Degradation), :mod:`~vsr.data.frames` (prepare_frames), :mod:`~vsr.data.dataset` (PairDataset, make_loader),
+:mod:`~vsr.data.sequences` (SequenceDataset: crops of consecutive frames degraded as video).
 """
 
 from vsr.data.dataset import SAMPLE_BY, PairDataset, make_loader
 from vsr.data.degrade import Degradation
 from vsr.data.frames import prepare_frames
+from vsr.data.sequences import SequenceDataset
 from vsr.data.images import (
     IMAGE_EXTS,
     WRITABLE_EXTS,
@@ -38,6 +40,7 @@ __all__ = [
     "list_images",
     "prepare_frames",
     "PairDataset",
+    "SequenceDataset",
     "SAMPLE_BY",
     "make_loader",
 ]

@@ -18,12 +18,12 @@ from vsr.data.images import list_images, load_image
 from vsr.errors import VsrError
 
 
-def _to_tensor(img: np.ndarray) -> torch.Tensor:
+def to_tensor(img: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
 
 
-def _image_size(path: Path) -> tuple[int, int]:
+def image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             return im.size
@@ -84,7 +84,7 @@ class PairDataset(Dataset):
         paths = [p for folder in folders for p in list_images(folder, exclude=("holdout",))]
         if not paths:
             raise VsrError(f"no images (png, jpg, bmp, webp) in {', '.join(str(f) for f in folders)}")
-        sizes = [_image_size(p) for p in paths]
+        sizes = [image_size(p) for p in paths]
         self.skipped = [p for p, (w, h) in zip(paths, sizes) if min(w, h) < hr_crop]
         kept = [(p, (w, h)) for p, (w, h) in zip(paths, sizes) if min(w, h) >= hr_crop]
         if not kept:
@@ -162,7 +162,7 @@ class PairDataset(Dataset):
             gt = gt.transpose(1, 0, 2)
         gt = np.ascontiguousarray(gt)
         lq = self.degradation(gt, self.scale, rng)
-        return _to_tensor(lq), _to_tensor(gt)
+        return to_tensor(lq), to_tensor(gt)
 
 
 def _leave_stop_signals_to_the_trainer(worker_id: int) -> None:

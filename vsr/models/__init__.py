@@ -1,6 +1,7 @@
 """Super-resolution networks, their registry and their weight files.
 
-Modules: :mod:`~vsr.models.archs` (the networks and the SRGAN discriminator), :mod:`~vsr.models.registry` (one
+Modules: :mod:`~vsr.models.archs` (the networks and the SRGAN discriminator), :mod:`~vsr.models.recurrent` (the streaming
+multi-frame network), :mod:`~vsr.models.registry` (one
 builder per architecture, the flat hand-written ``MODELS`` dict, :func:`build_model`, :func:`load_model`,
 :func:`save_weights`), :mod:`~vsr.models.weights` (reading and finding weight files),
 :mod:`~vsr.models.foreign` (other projects' weights through spandrel), :mod:`~vsr.models.ops` (BatchNorm folding,
@@ -26,6 +27,7 @@ from vsr.models.archs import (
 )
 from vsr.models.foreign import ForeignModel, foreign_architectures
 from vsr.models.ops import count_flops, fold_batchnorm
+from vsr.models.recurrent import RecurrentSRResNet, RecurrentState
 from vsr.models.registry import (
     MODELS,
     bicubic,
@@ -35,6 +37,7 @@ from vsr.models.registry import (
     fsrcnn,
     inspect_weights,
     list_models,
+    rsrresnet,
     load_model,
     save_weights,
     srcnn,
@@ -50,7 +53,8 @@ from vsr.models.weights import (
 
 __all__ = [
     "DEFAULT_WEIGHTS_DIR", "ESPCN", "FSRCNN", "MODELS", "SCALES", "SRCNN", "Bicubic", "Discriminator",
-    "EncoderDecoder", "ForeignModel", "ResidualBlock", "SRResNet", "bicubic", "build_model", "count_flops", "encdec",
-    "espcn", "find_weights", "fold_batchnorm", "foreign_architectures", "fsrcnn", "inspect_weights", "list_models",
-    "load_model", "load_weights_file", "resolve_weights_path", "save_weights", "srcnn", "srresnet", "weights_dir",
+    "EncoderDecoder", "ForeignModel", "RecurrentSRResNet", "RecurrentState", "ResidualBlock", "SRResNet", "bicubic",
+    "build_model", "count_flops", "encdec", "espcn", "find_weights", "fold_batchnorm", "foreign_architectures",
+    "fsrcnn", "inspect_weights", "list_models", "load_model", "load_weights_file", "resolve_weights_path",
+    "rsrresnet", "save_weights", "srcnn", "srresnet", "weights_dir",
 ]

@@ -25,7 +25,7 @@ from vsr.errors import VsrError
 SCALES = (2, 3, 4, 8)
 
 
-def _check_scale(scale: int, allowed: tuple[int, ...] = SCALES) -> int:
+def check_scale(scale: int, allowed: tuple[int, ...] = SCALES) -> int:
     if isinstance(scale, bool) or not isinstance(scale, int) or scale not in allowed:
         raise VsrError(f"scale must be one of {', '.join(map(str, allowed))}, got {scale!r}")
     return scale
@@ -77,7 +77,7 @@ class SRResNet(nn.Module):
         self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_block: int = 16, scale: int = 4
     ) -> None:
         super().__init__()
-        self.scale = _check_scale(scale)
+        self.scale = check_scale(scale)
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 9, 1, 4)
         self.prelu_first = nn.PReLU(num_feat)
         self.body = nn.Sequential(*(ResidualBlock(num_feat) for _ in range(num_block)))
@@ -124,7 +124,7 @@ class SRCNN(nn.Module):
         self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_feat2: int = 32, scale: int = 4
     ) -> None:
         super().__init__()
-        self.scale = _check_scale(scale)
+        self.scale = check_scale(scale)
         self.conv1 = nn.Conv2d(num_in_ch, num_feat, 9, 1, 4)
         self.conv2 = nn.Conv2d(num_feat, num_feat2, 5, 1, 2)
         self.conv3 = nn.Conv2d(num_feat2, num_out_ch, 5, 1, 2)
@@ -156,7 +156,7 @@ class FSRCNN(nn.Module):
         scale: int = 4,
     ) -> None:
         super().__init__()
-        self.scale = _check_scale(scale)
+        self.scale = check_scale(scale)
         self.feature = nn.Sequential(nn.Conv2d(num_in_ch, num_feat, 5, 1, 2), nn.PReLU(num_feat))
         self.shrink = nn.Sequential(nn.Conv2d(num_feat, num_shrink, 1), nn.PReLU(num_shrink))
         mapping: list[nn.Module] = []
@@ -197,7 +197,7 @@ class ESPCN(nn.Module):
         self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_feat2: int = 32, scale: int = 4
     ) -> None:
         super().__init__()
-        self.scale = _check_scale(scale)
+        self.scale = check_scale(scale)
         self.conv1 = nn.Conv2d(num_in_ch, num_feat, 5, 1, 2)
         self.conv2 = nn.Conv2d(num_feat, num_feat2, 3, 1, 1)
         self.conv3 = nn.Conv2d(num_feat2, num_out_ch * scale * scale, 3, 1, 1)
@@ -232,7 +232,7 @@ class EncoderDecoder(nn.Module):
         scale: int = 4,
     ) -> None:
         super().__init__()
-        self.scale = _check_scale(scale)
+        self.scale = check_scale(scale)
         self.num_down = num_down
         self.conv_first = nn.Sequential(nn.Conv2d(num_in_ch, num_feat, 3, 1, 1), nn.ReLU(inplace=True))
         chans = [num_feat * 2**i for i in range(num_down + 1)]
@@ -275,7 +275,7 @@ class Bicubic(nn.Module):
 
     def __init__(self, scale: int = 4) -> None:
         super().__init__()
-        self.scale = _check_scale(scale)
+        self.scale = check_scale(scale)
         # An empty buffer so that .to(device) / .half() and "which device/dtype is this model on?" work as for the
         # other models. Not persistent: the state_dict stays empty.
         self.register_buffer("_probe", torch.empty(0), persistent=False)

@@ -35,16 +35,57 @@ from torch import nn
 
 from vsr.models.archs import SRResNet
 from vsr.models.ops import fold_batchnorm
+from vsr.models.recurrent import RecurrentSRResNet, RecurrentState
+
+
+# The private oneDNN entry points the graph is built from (torch's inductor uses them on CPU). Not a public API: a
+# torch build may lack them, and then the plain module runs instead (see `fast_graph`).
+PRIVATE_OPS = ("torch._C._nn.mkldnn_reorder_conv2d_weight", "torch.ops.mkldnn._convolution_pointwise.default",
+               "torch.ops.mkldnn._convolution_pointwise.binary")
+
+
+class FastGraphUnavailable(RuntimeError):
+    """This torch cannot run the fast graph (a private oneDNN op is missing or refuses the call)."""
+
+
+def missing_ops() -> list[str]:
+    """Those of :data:`PRIVATE_OPS` this torch does not have."""
+    missing = []
+    for name in PRIVATE_OPS:
+        obj = torch
+        try:
+            for part in name.split(".")[1:]:
+                obj = getattr(obj, part)
+        except (AttributeError, RuntimeError):
+            missing.append(name)
+    return missing
 
 
 def supports(model: nn.Module, device: torch.device) -> bool:
-    """Whether :func:`fast_graph` can run ``model`` on ``device``: an SRResNet on a CPU with oneDNN."""
-    return isinstance(model, SRResNet) and device.type == "cpu" and torch.backends.mkldnn.is_available()
+    """Whether :func:`fast_graph` can run ``model`` on ``device``: an SRResNet (or the recurrent one) on a CPU with
+    oneDNN."""
+    return (isinstance(model, (SRResNet, RecurrentSRResNet)) and device.type == "cpu"
+            and torch.backends.mkldnn.is_available())
 
 
-def fast_graph(model: SRResNet, dtype: torch.dtype = torch.float32) -> FastSRResNet:
-    """The inference graph of ``model`` in ``dtype`` (fp32 or bf16), for CPU. ``model`` itself is not changed."""
-    return FastSRResNet(model, dtype)
+def fast_graph(model: SRResNet | RecurrentSRResNet, dtype: torch.dtype = torch.float32) -> FastSRResNet:
+    """The inference graph of ``model`` in ``dtype`` (fp32 or bf16), for CPU. ``model`` itself is not changed.
+
+    Raises:
+        FastGraphUnavailable: this torch lacks one of :data:`PRIVATE_OPS`, or they fail on a trial input (a
+            changed signature): the caller runs the plain module instead.
+    """
+    missing = missing_ops()
+    if missing:
+        raise FastGraphUnavailable(f"this torch has no {', '.join(missing)}")
+    try:
+        graph = (FastRecurrentSRResNet if isinstance(model, RecurrentSRResNet) else FastSRResNet)(model, dtype)
+        with torch.inference_mode():
+            trial = torch.zeros(1, model.conv_first.in_channels, 8, 8, dtype=dtype)
+            graph(trial.contiguous(memory_format=torch.channels_last))
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise FastGraphUnavailable(f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}") from None
+    return graph
 
 
 class _Conv:
@@ -156,17 +197,50 @@ class FastSRResNet(nn.Module):
         return f"scale={self.scale}, dtype={self.dtype}, blocks={len(self.blocks)}, last_factor={self.last_factor}"
 
     def forward(self, lq: torch.Tensor) -> torch.Tensor:
-        feat = F.prelu(self.conv_first(lq), self.prelu_first)
+        return self.upsample(self.trunk(F.prelu(self.conv_first(lq), self.prelu_first)))
+
+    def trunk(self, feat: torch.Tensor) -> torch.Tensor:
+        """The residual blocks and the global skip, on the LR features."""
         x = feat
         for conv1, prelu, conv2 in self.blocks:
             x = conv2(F.prelu(conv1(x), prelu), add=x)
-        x = self.conv_body(x, add=feat)
+        return self.conv_body(x, add=feat)
+
+    def upsample(self, x: torch.Tensor) -> torch.Tensor:
+        """Trunk features -> the output image."""
         for k, (conv, prelu, factor) in enumerate(self.stages):
             x = F.prelu(conv(x), prelu)  # one slope per c, repeated over the (i, j) phases
             if k < len(self.stages) - 1 or self.last_factor == 1:
                 x = _shuffle(x, factor)
         x = self.conv_last(x)
         return _shuffle(x, self.last_factor) if self.last_factor > 1 else x
+
+
+class FastRecurrentSRResNet(FastSRResNet):
+    """`RecurrentSRResNet`'s inference graph for CPU: SRResNet's, plus its two recurrent convs (the temporal one
+    with the first features added as a post-op). ``step`` as the module's; the past is built by the module's code.
+
+    Args:
+        model: the RecurrentSRResNet to copy (it is not changed).
+        dtype: torch.float32 or torch.bfloat16.
+    """
+
+    def __init__(self, model: RecurrentSRResNet, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__(model, dtype)
+        self.source = copy.deepcopy(model).float().cpu().eval()  # builds the past (scene cuts, zero state)
+        feat = model.conv_first.out_channels
+        self.conv_temporal = _Conv(*_conv_params(model.conv_temporal), dtype,
+                                   (1, model.conv_temporal.in_channels, 64, 64))
+        self.conv_state = _Conv(*_conv_params(model.conv_state), dtype, (1, feat, 64, 64))
+
+    def step(self, lq: torch.Tensor, state: RecurrentState | None = None) -> tuple[torch.Tensor, RecurrentState]:
+        first = F.prelu(self.conv_first(lq), self.prelu_first)
+        out = self.trunk(self.conv_temporal(self.source.past(lq, state), add=first))
+        sr = self.upsample(out)
+        return sr, RecurrentState(lq, sr.clamp(0, 1), torch.tanh(self.conv_state(out)))
+
+    def forward(self, lq: torch.Tensor) -> torch.Tensor:
+        return self.step(lq)[0]
 
 
 @functools.cache

@@ -18,6 +18,7 @@ from vsr.errors import VsrError
 from vsr.models import foreign
 from vsr.models.archs import ESPCN, FSRCNN, SRCNN, Bicubic, EncoderDecoder, SRResNet
 from vsr.models.ops import fold_batchnorm
+from vsr.models.recurrent import RecurrentSRResNet
 from vsr.models.weights import (
     find_weights,
     is_training_checkpoint,
@@ -37,6 +38,12 @@ from vsr.models.weights import (
 def srresnet(*, scale: int = 4, weights: str | Path | None = None, **kwargs: Any) -> SRResNet:
     """SRResNet; kwargs: num_in_ch, num_out_ch, num_feat=64, num_block=16."""
     return with_weights(SRResNet(scale=scale, **kwargs), "srresnet", weights)
+
+
+def rsrresnet(*, scale: int = 4, weights: str | Path | None = None, **kwargs: Any) -> RecurrentSRResNet:
+    """Forward-recurrent SRResNet; kwargs: num_in_ch, num_out_ch, num_feat=64, num_block=15, num_state=32,
+    cut_threshold=0.1."""
+    return with_weights(RecurrentSRResNet(scale=scale, **kwargs), "rsrresnet", weights)
 
 
 def srcnn(*, scale: int = 4, weights: str | Path | None = None, **kwargs: Any) -> SRCNN:
@@ -68,6 +75,7 @@ def bicubic(*, scale: int = 4, weights: str | Path | None = None) -> Bicubic:
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "srresnet": srresnet,
+    "rsrresnet": rsrresnet,
     "srcnn": srcnn,
     "fsrcnn": fsrcnn,
     "espcn": espcn,

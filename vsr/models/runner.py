@@ -1,6 +1,10 @@
 """Running a model on frame batches: uint8/uint16 frames in and out, one precision, tiling, out-of-memory and
 non-finite recovery, and resampling the output to another size.
 
+A recurrent model (``model.recurrent``, see `vsr.models.recurrent`) is run frame by frame in the order the frames
+come, within a batch and across calls, with its state kept per tile; batches of such a model are over tiles, not
+over time. Callers say when the next frames do not follow the last ones with :meth:`Upscaler.reset_state`.
+
 Knows tensors, not videos or files: `vsr.pipeline` (enhance, images), `vsr.evaluate` (and so `vsr.train`) and
 `vsr.bench` all run models through :class:`Upscaler`, so a precision scored in ``vsr eval`` is the one ``vsr enhance``
 runs.
@@ -8,8 +12,10 @@ runs.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +23,11 @@ from torch import nn
 
 from vsr.errors import VsrError
 from vsr.models import fast
+from vsr.models.recurrent import RecurrentState
 from vsr.precision import Precision
+
+# A tile's (top, left, bottom, right) in LR pixels.
+Window = tuple[int, int, int, int]
 
 # Largest code value of each frame dtype: uint8 RGB from 8-bit video, uint16 RGB48 from 10/12-bit video.
 PEAK = {torch.uint8: 255, torch.uint16: 65535}
@@ -25,6 +35,9 @@ PEAK = {torch.uint8: 255, torch.uint16: 65535}
 
 class Upscaler:
     """Runs a model on uint8 or uint16 frame batches on one device in one precision, with tiling and recovery.
+
+    Frames passed in successive calls are taken as consecutive frames of one video (what a recurrent model needs to
+    carry its state); :meth:`reset_state` starts afresh.
 
     Out-of-memory is recovered by halving the batch, then tiling, then halving the tile; the reduced setting is
     kept for the following batches, so the warning comes once rather than every batch. A non-finite output in
@@ -49,30 +62,38 @@ class Upscaler:
         self.tile_pad = tile_pad
         self.max_batch = 0  # 0 = no limit yet; set by out-of-memory recovery
         self.notes: list[str] = []
-        self._fp32_model = model
+        self._source = model  # the caller's: never changed, never moved; copies are made from it
+        self.recurrent = bool(getattr(model, "recurrent", False))
+        # A recurrent model's state, one entry per group of equal-sized tiles (the whole frame is one such group),
+        # keyed by the group's tile windows: a different tiling starts afresh.
+        self.states: dict[tuple, RecurrentState] = {}
         self._set_precision(precision)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        else:
-            fast.keep_freed_memory()
 
     def reset_state(self) -> None:
         """Forgets what a recurrent model carried from earlier frames: the next frames do not follow the last ones."""
 
     def _set_precision(self, precision: Precision) -> None:
-        if precision.name != "fp32" and not any(True for _ in self._fp32_model.parameters()):
+        if precision.name != "fp32" and not any(True for _ in self._source.parameters()):
             precision = Precision("fp32", "no weights to run in reduced precision")  # bicubic: nothing to gain
         self.precision = precision
         # Weights are cast once rather than autocast per call: no per-layer casts, and uint8 -> dtype directly.
         self.dtype = precision.dtype
-        self.model = self._fp32_model.to(self.device)
-        if self.dtype != torch.float32:
-            self.model = copy.deepcopy(self._fp32_model).to(self.device, self.dtype)
-        self.model = self.model.to(memory_format=torch.channels_last).eval()
+        self.model = self.graph = None  # the copy in the old precision goes before the new one is made
+        self.model = inference_copy(self._source, self.device, self.dtype)
         # What runs: on CPU the SRResNet family as its faster inference graph (same weights, vsr.models.fast).
         self.graph = self.model
         if fast.supports(self.model, self.device):
-            self.graph = fast.fast_graph(self._fp32_model, self.dtype)
+            try:
+                self.graph = fast.fast_graph(self._source, self.dtype)
+            except fast.FastGraphUnavailable as exc:
+                note = f"fast CPU graph unavailable ({exc}); running the plain module"
+                if note not in self.notes:  # said once, not again at an fp32 redo
+                    self.notes.append(note)
+        self.states = {key: state.to(self.dtype) for key, state in self.states.items()}
+
+    def reset_state(self) -> None:
+        """Forgets what a recurrent model carried from earlier frames: the next frames do not follow the last ones."""
+        self.states = {}
 
     def _to_input(self, frames: torch.Tensor) -> torch.Tensor:
         x = frames.permute(0, 3, 1, 2)
@@ -93,8 +114,15 @@ class Upscaler:
         return out
 
     @torch.inference_mode()
-    def launch(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def launch(self, frames: torch.Tensor,
+               check_stream: torch.cuda.Stream | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Starts upscaling ``frames`` without waiting for the device.
+
+        Args:
+            frames: (N, H, W, 3) uint8 or uint16 frames on the device.
+            check_stream: a CUDA stream to run the finiteness check on, once the output is made, so that it
+                overlaps the next batch's model calls instead of queueing before them (the caller copies the output
+                to the host on the same stream). None: the current stream.
 
         Returns:
             The output frames and, in fp16/bf16, a 0-dim bool tensor on the device that is False where some output
@@ -104,8 +132,23 @@ class Upscaler:
         """
         if frames.dtype not in PEAK:
             raise VsrError(f"frames must be uint8 or uint16, got {frames.dtype}")
+        before = dict(self.states)
         y = self._forward_resilient(self._to_input(frames))
-        finite = torch.isfinite(y).all() if self.dtype != torch.float32 else None
+        finite = None
+        if self.dtype != torch.float32 and self.recurrent:
+            # The next batch starts from this one's state: a bad batch must be redone now, from the state it
+            # started from, not after later batches have used it (a host sync per batch, recurrent models only).
+            if not bool(torch.isfinite(y).all()):
+                self.states = before
+                return self.redo_in_fp32(frames), None
+        elif self.dtype != torch.float32:
+            if check_stream is None:
+                finite = torch.isfinite(y).all()
+            else:
+                check_stream.wait_stream(torch.cuda.current_stream(self.device))
+                with torch.cuda.stream(check_stream):
+                    finite = torch.isfinite(y).all()
+                y.record_stream(check_stream)  # y's memory is not reused before the check has read it
         return self._to_frames(y, frames.dtype), finite
 
     @torch.inference_mode()
@@ -119,19 +162,23 @@ class Upscaler:
         return self._to_frames(self._forward_resilient(self._to_input(frames)), frames.dtype)
 
     def _to_frames(self, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        # Scaled in fp32: bf16 holds only 8 significant bits, so y * 255 rounded in bf16 and then to an integer is
+        # rounded twice (a level off from 64 up); fp16 cannot hold 65535. The resize computes in fp32 anyway.
+        y = y.float()
         if self.out_size is not None:
             y = resize_frames(y, *self.out_size)
-        if dtype != torch.uint8:
-            y = y.float()  # fp16 cannot hold 65535
         y = y.clamp_(0, 1).mul_(PEAK[dtype]).round_().to(dtype)
         return y.permute(0, 2, 3, 1).contiguous()
 
     def _forward_resilient(self, x: torch.Tensor) -> torch.Tensor:
         """Forward with out-of-memory recovery: halve the batch, then tile, then smaller tiles. Never drops a frame."""
+        before = dict(self.states)
         while True:
+            self.states = dict(before)  # a retried batch starts from the state its first attempt started from
             batch = min(self.max_batch or x.shape[0], x.shape[0])
             try:
-                outs = [self._forward(x[i : i + batch], self.tile) for i in range(0, x.shape[0], batch)]
+                with cuda_math(self.device):
+                    outs = [self._forward(x[i : i + batch], self.tile) for i in range(0, x.shape[0], batch)]
                 return torch.cat(outs) if len(outs) > 1 else outs[0]
             except (torch.OutOfMemoryError, RuntimeError) as exc:
                 if not is_out_of_memory(exc):
@@ -153,25 +200,106 @@ class Upscaler:
             warnings.warn(note)
 
     def _forward(self, x: torch.Tensor, tile: int) -> torch.Tensor:
+        if self.recurrent:
+            return torch.cat([self._forward_recurrent(x[i : i + 1], tile) for i in range(x.shape[0])])
         if tile <= 0 or (x.shape[2] <= tile and x.shape[3] <= tile):
             return self.graph(x)
         return self._forward_tiled(x, tile)
 
-    def _forward_tiled(self, x: torch.Tensor, tile: int) -> torch.Tensor:
-        """Tiles with `tile_pad` overlap; each output tile keeps only its unpadded core, so seams vanish."""
-        n, c, h, w = x.shape
-        s, pad = self.scale, self.tile_pad
-        out = x.new_empty((n, c, h * s, w * s)).contiguous(memory_format=torch.channels_last)
+    def _tile_windows(self, h: int, w: int, tile: int) -> list[tuple[Window, Window]]:
+        """(core, padded) windows (top, left, bottom, right) in LR pixels; one window when the frame fits a tile."""
+        if tile <= 0 or (h <= tile and w <= tile):
+            return [((0, 0, h, w), (0, 0, h, w))]
+        pad, windows = self.tile_pad, []
         for top in range(0, h, tile):
             for left in range(0, w, tile):
                 bottom, right = min(top + tile, h), min(left + tile, w)
-                t0, l0 = max(top - pad, 0), max(left - pad, 0)
-                t1, l1 = min(bottom + pad, h), min(right + pad, w)
-                y = self.graph(x[:, :, t0:t1, l0:l1])
-                out[:, :, top * s : bottom * s, left * s : right * s] = y[
-                    :, :, (top - t0) * s : (bottom - t0) * s, (left - l0) * s : (right - l0) * s
-                ]
+                windows.append(((top, left, bottom, right),
+                                (max(top - pad, 0), max(left - pad, 0), min(bottom + pad, h), min(right + pad, w))))
+        return windows
+
+    def _paste(self, out: torch.Tensor, y: torch.Tensor, core: Window, padded: Window) -> None:
+        """Writes the unpadded core of a tile's output into ``out``, so seams vanish."""
+        s = self.scale
+        (top, left, bottom, right), (t0, l0, _, _) = core, padded
+        out[:, :, top * s : bottom * s, left * s : right * s] = y[
+            :, :, (top - t0) * s : (bottom - t0) * s, (left - l0) * s : (right - l0) * s
+        ]
+
+    def _forward_tiled(self, x: torch.Tensor, tile: int) -> torch.Tensor:
+        """Tiles with `tile_pad` overlap; each output tile keeps only its unpadded core."""
+        n, c, h, w = x.shape
+        out = x.new_empty((n, c, h * self.scale, w * self.scale)).contiguous(memory_format=torch.channels_last)
+        for core, (t0, l0, t1, l1) in self._tile_windows(h, w, tile):
+            self._paste(out, self.graph(x[:, :, t0:t1, l0:l1]), core, (t0, l0, t1, l1))
         return out
+
+    def _forward_recurrent(self, frame: torch.Tensor, tile: int) -> torch.Tensor:
+        """One frame of a recurrent model: its tiles batched by size, each tile with its own state."""
+        _, c, h, w = frame.shape
+        out = frame.new_empty((1, c, h * self.scale, w * self.scale)).contiguous(memory_format=torch.channels_last)
+        groups: dict[tuple[int, int], list] = {}
+        for core, padded in self._tile_windows(h, w, tile):
+            groups.setdefault((padded[2] - padded[0], padded[3] - padded[1]), []).append((core, padded))
+        for windows in groups.values():
+            key = tuple(padded for _, padded in windows)
+            lq = torch.cat([frame[:, :, t0:t1, l0:l1] for _, (t0, l0, t1, l1) in windows])
+            lq = lq.contiguous(memory_format=torch.channels_last)
+            y, self.states[key] = self.graph.step(lq, self.states.get(key))
+            for i, (core, padded) in enumerate(windows):
+                self._paste(out, y[i : i + 1], core, padded)
+        return out
+
+
+def inference_copy(model: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """A copy of ``model`` on ``device`` with its floating-point weights in ``dtype``, channels_last, in eval mode.
+
+    ``model`` itself is not changed (not moved, cast, reformatted or put in eval mode). Each weight is moved and cast
+    straight into the copy, so the device never holds a second full-precision copy next to the one that runs; a
+    weight already on ``device`` in that dtype and layout is shared with ``model``, not duplicated.
+    """
+    memo: dict[int, torch.Tensor] = {}
+    for tensor in (*model.parameters(), *model.buffers()):
+        if id(tensor) in memo:
+            continue
+        moved = tensor.detach().to(device, dtype if tensor.is_floating_point() else tensor.dtype)
+        if moved.dim() == 4:
+            moved = moved.contiguous(memory_format=torch.channels_last)
+        # Filled in before the copy is made: deepcopy takes these instead of copying the originals.
+        memo[id(tensor)] = nn.Parameter(moved, requires_grad=False) if isinstance(tensor, nn.Parameter) else moved
+    return copy.deepcopy(model, memo).eval()
+
+
+@contextlib.contextmanager
+def cuda_math(device: torch.device) -> Iterator[None]:
+    """vsr's CUDA math settings for the calls inside, restored afterwards (the caller's process keeps its own).
+
+    cuDNN autotuning on (a run calls the model on one shape over and over), and fp32 convolutions and matmuls in
+    true fp32, not TF32 (cuDNN's default on Ampere and later): fp32 is what ``--precision fp32`` and the fp32 redo
+    of a non-finite batch promise. No-op off CUDA. The settings are read when a kernel is chosen, at launch, so
+    they hold for the work launched inside even though it runs later.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    backends = torch.backends
+    conv, matmul = getattr(backends.cudnn, "conv", None), backends.cuda.matmul
+    new_api = hasattr(conv, "fp32_precision")  # torch >= 2.9; mixing it with allow_tf32 is an error there
+    saved = (backends.cudnn.benchmark, conv.fp32_precision if new_api else backends.cudnn.allow_tf32,
+             matmul.fp32_precision if new_api else matmul.allow_tf32)
+    backends.cudnn.benchmark = True
+    if new_api:
+        conv.fp32_precision = matmul.fp32_precision = "ieee"
+    else:
+        backends.cudnn.allow_tf32 = matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        backends.cudnn.benchmark = saved[0]
+        if new_api:
+            conv.fp32_precision, matmul.fp32_precision = saved[1], saved[2]
+        else:
+            backends.cudnn.allow_tf32, matmul.allow_tf32 = saved[1], saved[2]
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -204,13 +204,14 @@ class _Stages:
         self.encode_errors: list[BaseException] = []
         self.model_lock = threading.Lock()  # the encode thread redoes a non-finite batch with the same Upscaler
         self.staged_batches: deque = deque()  # pinned host batches whose H2D copy may still be reading them
-        self.copy_stream = self.out_buffers = None  # CUDA only, made in run()
+        self.copy_stream = self.download_stream = self.out_buffers = None  # CUDA only, made in run()
 
     def run(self) -> None:
         """Runs every batch through; raises the first error of any stage."""
         if self.cuda:
             plan = self.plan
             self.copy_stream = torch.cuda.Stream(self.device)
+            self.download_stream = torch.cuda.Stream(self.device)
             frame_dtype = torch.uint16 if plan.depth == 16 else torch.uint8
             out_shape = (plan.output.batch_size, plan.output.height, plan.output.width, 3)
             self.out_buffers = HostBuffers(plan.queued + 2, out_shape, frame_dtype, pinned=True)
@@ -278,18 +279,23 @@ class _Stages:
         torch.cuda.current_stream(device).wait_stream(self.copy_stream)
         frames.record_stream(torch.cuda.current_stream(device))
         with self.model_lock:
-            sr, finite = self.upscaler.launch(frames)
+            sr, finite = self.upscaler.launch(frames, check_stream=self.download_stream)
         n = sr.shape[0]
         buf = self.out_buffers.take()
         host = buf[:n]
-        host.copy_(sr, non_blocking=True)
         finite_host = None
-        if finite is not None:
-            # Read by the encode thread after `ready`: no host sync per batch here.
-            finite_host = torch.empty((), dtype=torch.bool, pin_memory=True)
-            finite_host.copy_(finite, non_blocking=True)
-        ready = torch.cuda.Event()
-        ready.record(torch.cuda.current_stream(device))  # the stream of --device cuda:N, not of GPU 0
+        # The D2H copy (and the finiteness check, in launch) on their own stream: they overlap the next batch's
+        # model calls instead of waiting in line behind them. Read by the encode thread after `ready`.
+        self.download_stream.wait_stream(torch.cuda.current_stream(device))  # the stream of --device cuda:N
+        with torch.cuda.stream(self.download_stream):
+            host.copy_(sr, non_blocking=True)
+            if finite is not None:
+                finite_host = torch.empty((), dtype=torch.bool, pin_memory=True)
+                finite_host.copy_(finite, non_blocking=True)
+            # Blocking sync: the encode thread sleeps in ready.synchronize() instead of spinning a core on it.
+            ready = torch.cuda.Event(blocking=True)
+            ready.record(self.download_stream)
+        sr.record_stream(self.download_stream)  # sr's memory is not reused before the copy has read it
         return host.numpy(), batch.pts, ready, buf, finite_host, frames if finite is not None else None
 
     def redo_in_fp32(self, held: torch.Tensor) -> np.ndarray:

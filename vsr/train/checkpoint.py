@@ -215,7 +215,14 @@ def generator_args(cfg, ckpt: dict | None) -> tuple[dict, dict | None]:
     if ckpt:
         model_args = ckpt["model_args"]
     elif cfg.init_from:
-        model_args, init_state = initial_generator(cfg.init_from, cfg.arch, cfg.scale)
+        sequences = getattr(cfg, "frames", 1) > 1
+        # A recurrent model may start from a per-frame file (--arch rsrresnet --init-from srresnet_real_x4), which
+        # names its own arch: the layers they share carry over by name (load_matching), the others start fresh.
+        model_args, init_state = initial_generator(cfg.init_from, None if sequences else cfg.arch, cfg.scale)
+        if sequences and model_args["arch"] != cfg.arch:
+            args = {"scale": cfg.scale, "num_feat": model_args["args"].get("num_feat", 64)}
+            args.update({k: v for k, v in (("num_feat", cfg.num_feat), ("num_block", cfg.num_block)) if v is not None})
+            model_args = {"arch": cfg.arch, "args": args}
     else:
         args = {"scale": cfg.scale}
         args.update({k: v for k, v in (("num_feat", cfg.num_feat), ("num_block", cfg.num_block)) if v is not None})

@@ -35,6 +35,8 @@ class TrainConfig:
     # Data.
     hr_crop: int = 96
     sample_by: str = "image"  # "image": each image equally often; "area": each HR pixel equally often
+    frames: int = 1  # > 1: sequences of that many consecutive frames (recurrent models; vsr.data.SequenceDataset)
+    photo_share: float = 0.25  # with --frames: share of sequences made from photographs by a moving virtual camera
     batch_size: int = 16  # per process; the global batch is batch_size x processes
     degrade: str = "bicubic"  # "bicubic" (the paper) or "realistic" (blur, noise, JPEG, H.264)
     degrade_args: dict = field(default_factory=dict)  # data.Degradation fields: blur_sigma=[lo, hi], crf=[lo, hi], ...
@@ -117,6 +119,12 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     for name in ("batch_size", "steps", "val_every", "ckpt_every", "log_every"):
         if getattr(cfg, name) < 1:
             raise VsrError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.frames < 1:
+        raise VsrError(f"--frames must be at least 1, got {cfg.frames}")
+    if cfg.frames > 1 and cfg.phase == "gan":
+        raise VsrError("--frames with --phase gan is not built yet: train the recurrent model with --phase mse")
+    if not 0 <= cfg.photo_share <= 1:
+        raise VsrError(f"--photo-share must be in [0, 1], got {cfg.photo_share}")
     if cfg.workers < 0:
         raise VsrError(f"--workers must be 0 or more, got {cfg.workers}")
     if not 0 <= cfg.ema_decay < 1:

@@ -26,7 +26,6 @@ from tqdm import tqdm
 
 from vsr import data, evaluate, losses, models
 from vsr.errors import VsrError
-from vsr.models.fast import keep_freed_memory
 from vsr.precision import autocast, choose_precision
 from vsr.train import distributed
 from vsr.train.checkpoint import (
@@ -48,6 +47,7 @@ from vsr.train.config import TrainConfig, split_validation, lr_at, resolve_confi
 from vsr.train.distributed import Ranks
 from vsr.train.events import EventLog
 from vsr.train.plots import degradation_example, draw_curves, sample_grid
+from vsr.train.sequences import evaluate_sequences, make_dataset, to_device
 from vsr.train.runlog import GracefulStop, append_log, describe_val, log, truncate_log
 
 
@@ -92,8 +92,7 @@ def _train(cfg: TrainConfig, ranks: Ranks, progress: bool) -> dict:
     torch.manual_seed(cfg.seed)  # same on every rank: identical initial weights (DDP broadcasts them anyway)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop size: cuDNN's autotuned kernels pay off
-    else:
-        keep_freed_memory()  # every step frees and reallocates the same large activations
+    # On CPU the `vsr` command keeps freed memory for reuse (vsr.cli.main); a library caller's allocator is its own.
     precision = choose_precision(cfg.precision, device)
     ctx = autocast(device, precision)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.name == "fp16")
@@ -105,13 +104,16 @@ def _train(cfg: TrainConfig, ranks: Ranks, progress: bool) -> dict:
     raw_g = models.build_model(model_args["arch"], **model_args["args"])
     if not any(p.requires_grad for p in raw_g.parameters()):
         raise VsrError(f"model {model_args['arch']} has no weights to train")
+    if cfg.frames > 1 and not getattr(raw_g, "recurrent", False):
+        raise VsrError(f"--frames {cfg.frames} trains on sequences: it needs a recurrent architecture "
+                       f"(--arch rsrresnet), not {model_args['arch']}")
     if init_state is not None:
         copied, total = load_matching(raw_g, init_state)
         if copied == 0:
             raise VsrError(f"--init-from {cfg.init_from} shares no weights with {model_args}")
         if master and (copied < total or copied < len(init_state)):
             log(f"--init-from {cfg.init_from}: {copied} of its {len(init_state)} tensors copied into the "
-                 f"{total} of this model (another scale: the trunk carries over, the upsampler differs)")
+                 f"{total} of this model (the layers they share carry over; the others start fresh)")
     d_args = {"num_feat": cfg.d_num_feat} if not ckpt else ckpt["d_args"]
     raw_d = models.Discriminator(**d_args) if gan else None
     # channels_last: the layout oneDNN and cuDNN run convs fastest in, bf16/fp16 especially.
@@ -145,9 +147,7 @@ def _train(cfg: TrainConfig, ranks: Ranks, progress: bool) -> dict:
     # At least 100 steps per pass, so small folders (T91: 91 images) do not restart the loader every 5 steps. A
     # resumed run keeps its pass length, whatever its world size now.
     length = ckpt["data"].get("length") if ckpt else None
-    dataset = data.PairDataset(train_sources, cfg.scale, hr_crop=cfg.hr_crop, degradation=degradation,
-                               length=length or max(n_images, 100 * cfg.batch_size * world), seed=cfg.seed,
-                               sample_by=cfg.sample_by)
+    dataset = make_dataset(cfg, train_sources, degradation, length or max(n_images, 100 * cfg.batch_size * world))
     loader = data.make_loader(dataset, cfg.batch_size, cfg.workers, distributed=world > 1, seed=cfg.seed)
 
     step, last_val = 0, None
@@ -189,6 +189,7 @@ def _train(cfg: TrainConfig, ranks: Ranks, progress: bool) -> dict:
             f"train {cfg.phase}: {model_args['arch']} x{cfg.scale} {model_args['args']} ({n_params / 1e6:.2f} M params)"
             f" on {device}{f' x{world}' if world > 1 else ''}, {precision.name} ({precision.reason}); "
             f"{len(dataset.paths)} training images, {cfg.degrade} LR, batch {cfg.batch_size}"
+            f"{f' sequences of {cfg.frames} frames' if cfg.frames > 1 else ''}"
             f"{f' x {world} ranks = {cfg.batch_size * world}' if world > 1 else ''}; validation: {describe_val(val)}; "
             f"run: {run}" + (f"; resuming at step {step}" if ckpt else "")
         )
@@ -201,8 +202,12 @@ def _train(cfg: TrainConfig, ranks: Ranks, progress: bool) -> dict:
         net = ema.module if ema is not None else raw_g
         shown = []
         keep = (lambda name, hr, lr, bic, sr: shown.append((hr, lr, bic, sr)) if len(shown) < 3 else None)
-        result = evaluate.evaluate_folder(val, net, cfg.scale, degradation, device, precision,
-                                          max_images=max_images, on_image=keep if samples else None)
+        if cfg.frames > 1:  # held-out runs of frames, played in order
+            result = evaluate_sequences(val, net, cfg.scale, degradation, device, precision, seed=cfg.seed,
+                                        max_runs=max_images, on_image=keep if samples else None)
+        else:
+            result = evaluate.evaluate_folder(val, net, cfg.scale, degradation, device, precision,
+                                              max_images=max_images, on_image=keep if samples else None)
         raw_g.train()  # the evaluator put G in eval mode when it is the model validated (no EMA)
         if samples:
             sample_grid(shown, cfg.scale, step, run / "samples" / f"step_{step:06d}.png")
@@ -271,8 +276,7 @@ def _train(cfg: TrainConfig, ranks: Ranks, progress: bool) -> dict:
                     for group in opt.param_groups:
                         group["lr"] = lr
                 lq, gt = next(batches)
-                lq = lq.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                gt = gt.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                lq, gt = to_device(lq, device), to_device(gt, device)
 
                 # G step. D is frozen so the adversarial term trains G only; it is called unwrapped (no DDP hooks
                 # for parameters that get no gradient here).

@@ -19,8 +19,12 @@ IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff
 # streams (.ts/.m2ts/.mts), DV tapes (.dv), elementary streams (.m2v/.h264/.hevc) and older formats.
 VIDEO_EXTS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg", ".vob",
               ".dv", ".m2v", ".h264", ".264", ".hevc", ".265", ".flv", ".wmv", ".asf", ".3gp", ".ogv", ".mxf"}
-# Frames decoded by probe() to judge interlacing and which timestamps to trust.
+# Frames decoded by probe() to judge interlacing and which timestamps to trust: the first PROBE_FRAMES, and
+# SAMPLE_FRAMES after a seek to each of SAMPLE_AT (fractions of the duration), so that a progressive leader (a slate,
+# a menu) or a clean first GOP does not decide for the whole file.
 PROBE_FRAMES = 16
+SAMPLE_FRAMES = 8
+SAMPLE_AT = (0.25, 0.5, 0.75)
 
 
 @dataclass(frozen=True)
@@ -137,25 +141,32 @@ def stream_title(stream) -> str | None:
     return metadata.get("title") or metadata.get("name") or metadata.get("filename")
 
 
-def timestamp_source(frames) -> str:
+def timestamp_source(frames, *more_runs) -> str:
     """Which timestamps of decoded frames give their display times: "pts", or "dts" where the pts are not usable.
 
-    FFmpeg's best-effort rule (libavcodec's guess_correct_pts), applied to a stretch of frames at once rather than
-    frame by frame: trust the pts unless they go backwards more often than the dts do. AVI and raw elementary
-    streams have no real pts: with B-frames the decoder hands out frames in display order carrying the pts of
-    the packets they came in (2, 6, 8, 4, ... ), while the dts of the packet that released each frame counts up.
+    FFmpeg's best-effort rule (libavcodec's guess_correct_pts), applied to stretches of frames at once rather than
+    frame by frame, so that every frame of a file is read on one clock: trust the pts unless they go backwards more
+    often than the dts do. AVI and raw elementary streams have no real pts: with B-frames the decoder hands out
+    frames in display order carrying the pts of the packets they came in (2, 6, 8, 4, ... ), while the dts of the
+    packet that released each frame counts up.
+
+    Args:
+        frames: consecutive decoded frames (anything with ``pts`` and ``dts``).
+        *more_runs: more runs of consecutive frames from elsewhere in the file (after a seek); the step from one
+            run to the next is not counted.
     """
     faulty = {"pts": 0, "dts": 0}
-    last = {"pts": None, "dts": None}
     seen = {"pts": 0, "dts": 0}
-    for frame in frames:
-        for key in ("pts", "dts"):
-            value = getattr(frame, key)
-            if value is None:
-                continue
-            seen[key] += 1
-            faulty[key] += last[key] is not None and value <= last[key]
-            last[key] = value
+    for run in (frames, *more_runs):
+        last = {"pts": None, "dts": None}
+        for frame in run:
+            for key in ("pts", "dts"):
+                value = getattr(frame, key)
+                if value is None:
+                    continue
+                seen[key] += 1
+                faulty[key] += last[key] is not None and value <= last[key]
+                last[key] = value
     if seen["dts"] and (not seen["pts"] or faulty["pts"] > faulty["dts"]):
         return "dts"
     return "pts"
@@ -176,25 +187,27 @@ def probe(path) -> VideoInfo:
     path = os.fspath(path)
     with open_input(path) as container:
         stream = main_video_stream(container, path)
-        frames = []
+        first, frames = None, []
         for frame in decode_frames(container, stream, path):
-            frames.append(frame)
+            if first is None:
+                first = frame
+            frames.append(_Marks.of(frame))  # not the frame: 16 decoded 4K frames would hold 400 MB
             if len(frames) == PROBE_FRAMES:
                 break
-        if not frames:
+        if first is None:
             raise VsrError(f"no decodable video frames in {path}")
-        first = frames[0]
-        # Frames marked interlaced carry their own field order (and mixed DVD content marks each frame); a
-        # field order in the stream's parameters alone covers codecs that mark no frames.
-        if any(f.interlaced_frame for f in frames):
-            interlaced = "flagged"
-        else:
-            interlaced = field_order(stream.codec_context.field_order)
         time_base = stream.time_base or Fraction(1, 1000)
         if stream.duration:
             duration = float(stream.duration * time_base)
         else:
             duration = container.duration / av.time_base if container.duration else None
+        samples = _sample_across(container, stream, path, duration) if len(frames) == PROBE_FRAMES else []
+        # Frames marked interlaced carry their own field order (and mixed DVD content marks each frame); a
+        # field order in the stream's parameters alone covers codecs that mark no frames.
+        if any(f.interlaced_frame for run in (frames, *samples) for f in run):
+            interlaced = "flagged"
+        else:
+            interlaced = field_order(stream.codec_context.field_order)
         pix_fmt = stream.codec_context.pix_fmt or first.format.name
         color_range, color_space, color_primaries, color_trc = frame_colour(first, stream)
         streams = tuple(
@@ -208,5 +221,42 @@ def probe(path) -> VideoInfo:
             start_time=stream.start_time, rotation=round(first.rotation / 90) * 90 % 360, color_range=color_range,
             color_space=color_space, color_primaries=color_primaries, color_trc=color_trc,
             bit_depth=pix_fmt_bits(pix_fmt), streams=streams, sample_aspect_ratio=sample_aspect(stream),
-            interlaced=interlaced, timestamps=timestamp_source(frames),
+            interlaced=interlaced, timestamps=timestamp_source(frames, *samples),
         )
+
+
+@dataclass(frozen=True)
+class _Marks:
+    """What probe keeps of a decoded frame."""
+
+    pts: int | None
+    dts: int | None
+    interlaced_frame: bool
+
+    @classmethod
+    def of(cls, frame: av.VideoFrame) -> _Marks:
+        return cls(frame.pts, frame.dts, bool(frame.interlaced_frame))
+
+
+def _sample_across(container, stream, path: str, duration: float | None) -> list[list[_Marks]]:
+    """Runs of SAMPLE_FRAMES frames decoded after a seek to each of SAMPLE_AT, as far as the file allows.
+
+    Best effort: a file that cannot seek (raw elementary streams) or that fails to decode there gives fewer runs,
+    never an error (`read_frames` still watches every frame's interlace mark, see `vsr.video.reader`).
+    """
+    if not duration or not stream.time_base:
+        return []
+    origin = stream.start_time or 0
+    runs = []
+    for fraction in SAMPLE_AT:
+        try:
+            container.seek(origin + int(duration * fraction / stream.time_base), stream=stream, backward=True)
+            run = []
+            for frame in decode_frames(container, stream, path):
+                run.append(_Marks.of(frame))
+                if len(run) == SAMPLE_FRAMES:
+                    break
+        except (VsrError, av.FFmpegError, OSError):
+            break
+        runs.append(run)
+    return runs

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -93,6 +94,8 @@ def read_frames(path, batch_size: int = 8, start: float | None = None, end: floa
             shown = _one_size(itertools.chain([first], timed), width, height)
             if plan:
                 shown = _deinterlaced(shown, time_base, plan, info.interlaced)
+            elif deinterlace == "auto":
+                shown = _deinterlaced_where_marked(shown, time_base, origin, path)
             for frame in shown:
                 if start_pts is not None and frame.pts < start_pts:
                     continue
@@ -143,6 +146,27 @@ def _deinterlaced(frames: Iterator[av.VideoFrame], time_base: Fraction, plan: st
     deinterlacer = None
     for frame in frames:
         deinterlacer = deinterlacer or Deinterlacer(frame, time_base, plan, interlaced)
+        yield from deinterlacer(frame)
+    if deinterlacer is not None:
+        yield from deinterlacer(None)
+
+
+def _deinterlaced_where_marked(frames: Iterator[av.VideoFrame], time_base: Fraction, origin: int,
+                               path: str) -> Iterator[av.VideoFrame]:
+    """``--deinterlace auto`` on a source the probe found progressive: frames go through as they are until one is
+    marked interlaced; from it on, bwdif deinterlaces every frame marked interlaced (with its own field order) and
+    passes the others through, one frame per frame, pts unchanged. The probe samples the file but not every frame:
+    this makes each frame's own mark decide."""
+    deinterlacer = None
+    for frame in frames:
+        if deinterlacer is None:
+            if not frame.interlaced_frame:
+                yield frame
+                continue
+            when = f" {float((frame.pts - origin) * time_base):.3f} s" if frame.pts is not None else ""
+            warnings.warn(f"{os.path.basename(path)}: frames marked interlaced from{when} on, after progressive "
+                          "ones: deinterlacing those with bwdif (--deinterlace off keeps them as they are)")
+            deinterlacer = Deinterlacer(frame, time_base, "frame", "flagged")
         yield from deinterlacer(frame)
     if deinterlacer is not None:
         yield from deinterlacer(None)

@@ -1,0 +1,85 @@
+"""The pieces `vsr train --frames N` adds to the training loop: the dataset of sequences, moving 4-D and 5-D batches
+to the device, and validation on held-out runs of consecutive frames, played in order through the same runner
+`vsr enhance` uses (so a recurrent model is scored with the state it carries)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vsr import data, metrics
+from vsr.data.sequences import find_runs
+from vsr.models.runner import Upscaler
+from vsr.precision import Precision
+
+# Held-out runs are scored on their first VAL_FRAMES frames, centre crops of at most VAL_CROP HR pixels, at most
+# VAL_RUNS runs (the longest): a few seconds on a CPU, and enough frames for a recurrent model to reach steady state.
+VAL_FRAMES, VAL_CROP, VAL_RUNS = 10, 192, 6
+
+
+def make_dataset(cfg, sources: list[str], degradation: data.Degradation, length: int) -> data.PairDataset:
+    """Single frames (``cfg.frames == 1``) or sequences of ``cfg.frames`` consecutive frames."""
+    if cfg.frames > 1:
+        return data.SequenceDataset(sources, cfg.scale, cfg.frames, hr_crop=cfg.hr_crop, degradation=degradation,
+                                    length=length, seed=cfg.seed, photo_share=cfg.photo_share)
+    return data.PairDataset(sources, cfg.scale, hr_crop=cfg.hr_crop, degradation=degradation, length=length,
+                            seed=cfg.seed, sample_by=cfg.sample_by)
+
+
+def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch on the device; frame batches (4-D) channels_last, the layout oneDNN and cuDNN run convs fastest in
+    (a sequence batch (N, T, C, H, W) has no such layout: the model takes one frame of it at a time)."""
+    batch = batch.to(device, non_blocking=True)
+    return batch.contiguous(memory_format=torch.channels_last) if batch.dim() == 4 else batch
+
+
+def evaluate_sequences(
+    folder: str | Path,
+    model: nn.Module,
+    scale: int,
+    degradation: data.Degradation,
+    device: torch.device,
+    precision: Precision,
+    *,
+    seed: int = 0,
+    max_runs: int | None = None,
+    on_image: Callable | None = None,
+) -> dict | None:
+    """PSNR/SSIM (Y) of ``model`` on held-out runs of consecutive frames, each degraded as one clip and upscaled in
+    order from a fresh state; None when ``folder`` holds no run of ``VAL_FRAMES`` frames.
+
+    Returns:
+        ``{"psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y", "images"}`` (means over every frame), as
+        `vsr.evaluate.evaluate_folder` does for images; ``on_image(name, hr, lr, bicubic, sr)`` sees each run's last
+        frame.
+    """
+    runs, _ = find_runs(data.list_images(folder), VAL_FRAMES)
+    runs = sorted(runs, key=len, reverse=True)[: max_runs or VAL_RUNS]
+    if not runs:
+        return None
+    upscaler = Upscaler(model, device, precision)
+    rows = []
+    for i, run in enumerate(runs):
+        hr = np.stack([data.load_image(p) for p in run[:VAL_FRAMES]])
+        h, w = hr.shape[1:3]
+        side_h, side_w = min(h, VAL_CROP) // scale * scale, min(w, VAL_CROP) // scale * scale
+        top, left = (h - side_h) // 2, (w - side_w) // 2
+        hr = np.ascontiguousarray(hr[:, top : top + side_h, left : left + side_w])
+        lr = degradation.degrade_clip(hr, scale, np.random.default_rng([seed, i]))
+        upscaler.reset_state()
+        sr = upscaler(torch.from_numpy(lr).to(device)).cpu().numpy()
+        for t in range(len(hr)):
+            bicubic = data.bicubic_upscale(lr[t], scale)
+            psnr, ssim = metrics.psnr_ssim_y(sr[t], hr[t], scale)
+            bic_psnr, bic_ssim = metrics.psnr_ssim_y(bicubic, hr[t], scale)
+            rows.append((psnr, ssim, bic_psnr, bic_ssim))
+        if on_image is not None:
+            on_image(run[0].stem, hr[-1], lr[-1], data.bicubic_upscale(lr[-1], scale), sr[-1])
+    model.train()  # the runner put the model in eval mode
+    means = np.mean(rows, axis=0)
+    return {"psnr_y": float(means[0]), "ssim_y": float(means[1]), "bicubic_psnr_y": float(means[2]),
+            "bicubic_ssim_y": float(means[3]), "images": len(rows)}
