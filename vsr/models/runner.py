@@ -69,9 +69,6 @@ class Upscaler:
         self.states: dict[tuple, RecurrentState] = {}
         self._set_precision(precision)
 
-    def reset_state(self) -> None:
-        """Forgets what a recurrent model carried from earlier frames: the next frames do not follow the last ones."""
-
     def _set_precision(self, precision: Precision) -> None:
         if precision.name != "fp32" and not any(True for _ in self._source.parameters()):
             precision = Precision("fp32", "no weights to run in reduced precision")  # bicubic: nothing to gain
