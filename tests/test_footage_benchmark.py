@@ -12,6 +12,7 @@ import torch
 
 from conftest import make_clip
 from vsr import data, metrics, models, video
+from vsr.precision import Precision
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "footage_benchmark.py"
 
@@ -91,19 +92,26 @@ def test_benchmark_scores_every_model_on_every_chain(bench, tmp_path):
         assert grid.size == (32 * 4, 32 + 14)  # LR, bicubic, tiny, original; one clip
 
 
+SEEN: dict[str, list[np.ndarray]] = {}  # LR frames each _Recorder was given, by name (the Upscaler runs a copy)
+
+
 class _Recorder(torch.nn.Module):
-    """A per-frame x4 model that notes every LR frame it is given, in order; ``recurrent`` as the test sets it."""
+    """A per-frame x4 model that notes every LR frame it is given, in order, in SEEN[name]; ``recurrent`` as asked."""
 
     scale = 4
 
-    def __init__(self, recurrent: bool) -> None:
+    def __init__(self, name: str, recurrent: bool) -> None:
         super().__init__()
-        self.recurrent = recurrent
-        self.seen: list[np.ndarray] = []
+        self.name, self.recurrent = name, recurrent
+        SEEN[name] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.seen.extend(np.rint(x.float().permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8))
+        SEEN[self.name].extend(np.rint(x.float().permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8))
         return torch.nn.functional.interpolate(x, scale_factor=4, mode="nearest")
+
+    def step(self, lq: torch.Tensor, state=None):
+        """What `Upscaler` calls on a recurrent model: one frame of N streams, with the state (none here)."""
+        return self(lq), state
 
 
 def test_models_get_consecutive_frames_in_order_with_a_reset_per_clip_and_chain(bench, tmp_path, monkeypatch):
@@ -111,7 +119,7 @@ def test_models_get_consecutive_frames_in_order_with_a_reset_per_clip_and_chain(
              for n in ("a", "b")]
     events = []
     monkeypatch.setattr(bench.Upscaler, "reset_state", lambda self: events.append("reset"))
-    per_frame, recurrent = _Recorder(False), _Recorder(True)
+    per_frame, recurrent = _Recorder("per_frame", False), _Recorder("recurrent", True)
     chains = ["clean_x4", "h264_crf28"]
     result = bench.run_benchmark({"given": clips}, {"per_frame": per_frame, "recurrent": recurrent}, frames=6,
                                  crop=(48, 32), precision="fp32", chains=chains, lead_in=3, log=lambda _: 0)
@@ -127,8 +135,8 @@ def test_models_get_consecutive_frames_in_order_with_a_reset_per_clip_and_chain(
             assert lead == 3 and len(lr) == 9
             expected_recurrent.extend(lr)
             expected_per_frame.extend(lr[lead:])
-    np.testing.assert_array_equal(np.stack(recurrent.seen), np.stack(expected_recurrent))
-    np.testing.assert_array_equal(np.stack(per_frame.seen), np.stack(expected_per_frame))
+    np.testing.assert_array_equal(np.stack(SEEN["recurrent"]), np.stack(expected_recurrent))
+    np.testing.assert_array_equal(np.stack(SEEN["per_frame"]), np.stack(expected_per_frame))
     # Nearest-neighbour output of the same LR: the lead-in changes nothing a per-frame model scores.
     assert result["per_clip"]["recurrent"] == result["per_clip"]["per_frame"]
 
@@ -181,3 +189,22 @@ def test_command_line_scores_a_weights_file_and_names_bad_input(bench, tmp_path,
         with pytest.raises(SystemExit) as exit_info:
             bench.main()
         assert str(exit_info.value).startswith("Error: ") and message in str(exit_info.value)
+
+
+def test_a_recurrent_model_is_scored_at_steady_state_as_one_long_pass(bench, tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", frames=30, size=(48, 32), picture=_moving, audio=False)
+    torch.manual_seed(0)
+    net = models.build_model("rsrresnet", scale=4, num_feat=4, num_block=1, num_state=2, cut_threshold=0).eval()
+    torch.nn.init.normal_(net.conv_temporal.weight, std=0.3)  # untrained it starts at zero: make the past count
+    result = bench.run_benchmark({"given": [clip]}, {"rsr": net}, frames=6, crop=(48, 32), precision="fp32",
+                                 chains=["clean_x4"], lead_in=5, log=lambda _: 0)
+    # Batches of 4 after a reset, lead-in first: the same as one pass over lead-in and run from a fresh state.
+    run, lead, _ = bench.clip_run(clip, 6, (48, 32), lead_in=5)
+    lr = bench.chain("clean_x4").degrade_clip(run, 4, bench.clip_seed(0, "clean_x4", "clip.mp4"))
+    upscaler = bench.Upscaler(net, torch.device("cpu"), Precision("fp32", "test"))
+    one_pass = upscaler(torch.from_numpy(lr)).numpy()[lead:]
+    assert result["per_clip"]["rsr"]["clean_x4"]["clip.mp4"] == bench.score(one_pass, run[lead:])
+    # Without the lead-in the first frames start cold, and the score differs.
+    cold = bench.run_benchmark({"given": [clip]}, {"rsr": net}, frames=6, crop=(48, 32), precision="fp32",
+                               chains=["clean_x4"], lead_in=0, log=lambda _: 0)
+    assert cold["per_clip"]["rsr"]["clean_x4"]["clip.mp4"] != result["per_clip"]["rsr"]["clean_x4"]["clip.mp4"]

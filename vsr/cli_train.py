@@ -322,8 +322,7 @@ def eval_cmd(ctx, hr_dir, scale, model, weights, degrade, device, precision, fp3
     """PSNR/SSIM (Y channel, border = scale) of a model and of bicubic on a folder of HR images (Set5, Set14, ...).
 
     LR images are made from the HR ones as the SR papers do (antialiased bicubic); with --video, every frame of an
-    HR video is scored in presentation order and the temporal error against the original is added: RMS on Y of
-    (sr_t - sr_t-1) - (hr_t - hr_t-1), lower is better.
+    HR video is scored in order, adding the temporal error: RMS on Y of (sr_t - sr_t-1) - (hr_t - hr_t-1).
     """
     from tqdm import tqdm
 
@@ -372,10 +371,8 @@ def format_table(result: dict, per_image: bool = True) -> str:
     lines.append(f"{'mean (' + str(result['images']) + ')':<{width}}{result['psnr_y']:>8.2f}{result['ssim_y']:>8.4f}"
                  f"{result['bicubic_psnr_y']:>14.2f}{result['bicubic_ssim_y']:>8.4f}")
     if result.get("temporal_error_y") is not None:
-        lines.append(f"temporal error (RMS of d_sr - d_hr on Y, grey levels; lower is better): model "
-                     f"{result['temporal_error_y']:.3f}, bicubic {result['bicubic_temporal_error_y']:.3f}")
-        lines.append(f"flicker (mean |d_sr - d_hr|, secondary): model {result['flicker_y']:.3f}, "
-                     f"bicubic {result['bicubic_flicker_y']:.3f}")
+        cells = [f"{result[k + 'temporal_error_y']:.3f} ({result[k + 'flicker_y']:.3f})" for k in ("", "bicubic_")]
+        lines.append(f"temporal error, RMS of d_sr - d_hr on Y (flicker: mean |...|): model {cells[0]}, bicubic {cells[1]}")
     return "\n".join(lines)
 
 
