@@ -372,7 +372,7 @@ def format_table(result: dict, per_image: bool = True) -> str:
                  f"{result['bicubic_psnr_y']:>14.2f}{result['bicubic_ssim_y']:>8.4f}")
     if result.get("temporal_error_y") is not None:
         cells = [f"{result[k + 'temporal_error_y']:.3f} ({result[k + 'flicker_y']:.3f})" for k in ("", "bicubic_")]
-        lines.append(f"temporal error, RMS of d_sr - d_hr on Y (flicker: mean |...|): model {cells[0]}, bicubic {cells[1]}")
+        lines.append(f"temporal error, RMS of d_sr - d_hr on Y (flicker): model {cells[0]}, bicubic {cells[1]}")
     return "\n".join(lines)
 
 
