@@ -25,15 +25,15 @@ from vsr.video.colour import pix_fmt_bits
 from vsr.video.deinterlace import DEINTERLACE_MODES, deinterlace_plan, output_time_base
 from vsr.video.join import JoinResult, join_segments, segment_suffix
 from vsr.video.probe import IMAGE_EXTS, VIDEO_EXTS, StreamInfo, VideoInfo, probe
-from vsr.video.index import FrameIndex, check_times
+from vsr.video.index import FrameIndex, check_times, index_identity
 from vsr.video.reader import FrameBatch, index_video, read_frames
 from vsr.video.container import VideoSummary, check_output_path, summarize
 from vsr.video.writer import FrameSettings, VideoWriter
 
 __all__ = [
-    "CODECS", "DEINTERLACE_MODES", "IMAGE_EXTS", "VIDEO_EXTS", "FrameBatch", "FrameIndex", "FrameSettings", "JoinResult",
-    "StreamInfo", "VideoInfo", "VideoSummary", "VideoWriter", "available_codecs", "check_output_path",
+    "CODECS", "DEINTERLACE_MODES", "IMAGE_EXTS", "VIDEO_EXTS", "FrameBatch", "FrameIndex", "FrameSettings",
+    "JoinResult", "StreamInfo", "VideoInfo", "VideoSummary", "VideoWriter", "available_codecs", "check_output_path",
     "check_times", "default_codec", "default_output_suffix", "default_pix_fmt", "deinterlace_plan", "encode_decode",
-    "index_video", "join_segments", "output_pix_fmt", "output_time_base", "pix_fmt_bits", "probe", "read_frames",
-    "segment_suffix", "summarize", "check_encoder_options", "user_encoder_options",
+    "index_identity", "index_video", "join_segments", "output_pix_fmt", "output_time_base", "pix_fmt_bits", "probe",
+    "read_frames", "segment_suffix", "summarize", "check_encoder_options", "user_encoder_options",
 ]

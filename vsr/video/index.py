@@ -19,10 +19,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
+from pathlib import Path
 
 import av
 
 from vsr.errors import VsrError
+from vsr.video.container import exact_times
 from vsr.video.probe import error_text, main_video_stream, open_input
 
 INDEX_VERSION = 1
@@ -110,6 +112,12 @@ def field_times(times: Sequence[int]) -> list[int]:
         following = times[i + 1] if i + 1 < len(times) else (2 * t - times[i - 1] if i else t + 1)
         out += [2 * t, t + following]
     return out
+
+
+def index_identity(path, plan: str | None) -> dict:
+    """What an index is made from: the file (path, size, modification time) and the deinterlace plan."""
+    stat = os.stat(path)
+    return {"path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "plan": plan}
 
 
 @dataclass
@@ -203,16 +211,17 @@ def output_times(path) -> tuple[list[int], Fraction]:
         return times, stream.time_base or Fraction(1, 1000)
 
 
-def check_times(path, expected: Sequence[int], time_base: Fraction, shift: int = 0, exact: bool = True,
-                name=None) -> None:
+def check_times(path, expected: Sequence[int], time_base: Fraction, shift: int = 0, name=None) -> None:
     """Raises VsrError unless the output ``path`` holds exactly the frames ``expected`` (their pts on ``time_base``,
     less ``shift`` ticks as a rebased output stores them), naming the first missing or extra frame.
 
     Read back from the output's packets, so it is independent of the decode that produced the frames. Times match
-    to within half a tick of the coarser clock (Matroska stores milliseconds). ``exact=False`` (AVI: frame numbers,
-    not times) compares the count only. ``name`` is the file to name in the message (default ``path``).
+    to within half a tick of the coarser clock (Matroska stores milliseconds); a container that keeps frame numbers,
+    not times (AVI), is checked by count. ``name`` is the target the file becomes (its suffix names the container;
+    default ``path``).
     """
     name = name or path
+    exact = exact_times(Path(name))
     got, got_base = output_times(path)
     want = [(t - shift) * Fraction(time_base) for t in expected]
     seen = [t * got_base for t in got]

@@ -19,7 +19,7 @@ import numpy as np
 from vsr.errors import VsrError
 from vsr.video.colour import SWS_QUALITY, frame_colour, sws_args
 from vsr.video.deinterlace import Deinterlacer, deinterlace_plan, output_time_base
-from vsr.video.index import FrameIndex, field_times, packet_times, scan_packets
+from vsr.video.index import FrameIndex, field_times, index_identity, packet_times, scan_packets
 from vsr.video.probe import VideoInfo, decode_frames, error_text, main_video_stream, open_input, probe
 
 # Frames decoded from the start to confirm an index made from packets (the probe judges timestamps on as many).
@@ -127,13 +127,12 @@ def index_video(path, info: VideoInfo | None = None, deinterlace: str = "auto") 
     source = "packets" if times is not None else "decode"
     if times is None:
         times = _decoded_times(path, info, plan)
-    stat = os.stat(path)
     return FrameIndex(
         times=times, time_base=output_time_base(scan.time_base, plan), input_time_base=scan.time_base,
         origin=scan.origin, keyframes=sorted(p.pts for p in scan.packets if p.key and p.pts is not None),
         seekable=source == "packets" and not scan.raw and all(p.pts is not None for p in scan.packets),
         source=source,
-        identity={"path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "plan": plan},
+        identity=index_identity(path, plan),
     )
 
 

@@ -5,7 +5,7 @@ every other stream of the source (see :mod:`vsr.video.streams`), checks the resu
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from fractions import Fraction
 from pathlib import Path
@@ -90,7 +90,7 @@ class VideoWriter:
                  color_primaries: str | None = None, color_trc: str | None = None, rotation: int = 0,
                  start: float | None = None, end: float | None = None, options: dict[str, str] | None = None,
                  verify: bool = True, sample_aspect_ratio: Fraction | None = None, rebase: bool = False,
-                 container: str | None = None):
+                 container: str | None = None, check: Callable[[Path], None] | None = None):
         """Check the options, create the temp file and open the encoder (and the source).
 
         Args:
@@ -130,6 +130,8 @@ class VideoWriter:
                 :attr:`first_pts`/:attr:`last_pts` stay on the source's clock.
             container: The extension whose encoder rules apply (see :func:`~vsr.video.codecs.encoder_options`);
                 None for ``path``'s own.
+            check: Called on :meth:`close` with the finished temp file before it is renamed onto ``path``; raises
+                VsrError to discard it (e.g. :func:`~vsr.video.index.check_times` against the source's index).
         """
         self.path = Path(path)
         self.time_base = Fraction(time_base)
@@ -137,6 +139,7 @@ class VideoWriter:
         self.warnings: list[str] = []
         self.summary: VideoSummary | None = None
         self._verify = verify
+        self._check = check
         self._closed = False
         self._last_pts: int | None = None
         self._first_pts: int | None = None
@@ -292,6 +295,8 @@ class VideoWriter:
                 check_summary(self.summary, self.path, frames=self.frames_written,
                               first_pts=self._first_pts - self._shift, last_pts=self._last_pts - self._shift,
                               time_base=self.time_base, exact=exact_times(self.path))
+            if self._check is not None:
+                self._check(self.temp_path)
             os.replace(self.temp_path, self.path)
         except BaseException as err:
             self.abort()
