@@ -341,5 +341,6 @@ def open_sink(plan: RunPlan) -> FrameSink:
     return TargetSink(video.VideoWriter(
         target, source=str(plan.input_path), overwrite=cfg.overwrite, start=cfg.start, end=cfg.end,
         rotation=plan.info.rotation, copy_audio=cfg.copy_audio, copy_subtitles=cfg.copy_subtitles, rebase=plan.rebase,
-        check=output_check(plan, index, span, target), **plan.encoding.as_kwargs(),
+        check=output_check(plan, index, span, target), rebase_at=index.times[span[0]] if span[1] > span[0] else None,
+        **plan.encoding.as_kwargs(),
     ), index, span)

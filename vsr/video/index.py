@@ -51,6 +51,12 @@ class PacketScan:
     origin: int  # the stream's start time: read_frames counts ``start``/``end`` seconds from it
     step: int  # one frame at the nominal rate, in time_base ticks (1 where the rate is unknown)
     raw: bool  # an elementary stream without a container clock: no seeking by time
+    seeks_by_dts: bool  # the demuxer finds a time by the packets' dts (MPEG-TS/PS), not by its index of pts
+
+    def keyframes(self) -> list[tuple[int, int]]:
+        """(display time, time to seek to) of every keyframe, by display time."""
+        return sorted((p.pts, p.dts if self.seeks_by_dts and p.dts is not None else p.pts)
+                      for p in self.packets if p.key and p.pts is not None)
 
 
 def scan_packets(path) -> PacketScan:
@@ -74,7 +80,9 @@ def scan_packets(path) -> PacketScan:
         except av.FFmpegError as err:
             raise VsrError(f"cannot read {path}: {error_text(err)}") from None
         raw = bool(container.format.flags & _NO_TIMESTAMPS)
-        return PacketScan(packets, time_base, stream.start_time or 0, step, raw)
+        # MPEG-TS/PS seek by reading timestamps near the target: to the keyframe's pts lands after its packet.
+        by_dts = container.format.name in ("mpegts", "mpeg")
+        return PacketScan(packets, time_base, stream.start_time or 0, step, raw, by_dts)
 
 
 def increasing(times: Sequence[int]) -> list[int]:
@@ -129,7 +137,8 @@ class FrameIndex:
         time_base: The frames' clock (half the input's for one frame per field).
         input_time_base: The input stream's clock (seeking and ``keyframes`` use it).
         origin: The input stream's start time (on ``input_time_base``): ``start``/``end`` seconds count from it.
-        keyframes: Display times (input clock) of the keyframes, ascending: where a decode may start.
+        keyframes: (display time, time to seek to) of each keyframe (input clock), ascending: where a decode may
+            start.
         seekable: Windows may start at a keyframe seek (the times are packet pts); else they decode from the start.
         source: "packets" (demuxed only) or "decode" (timestamps decoded, where packets could not tell).
         identity: What the index was made from (file path, size, mtime, deinterlace plan), to reuse a saved one.
@@ -139,7 +148,7 @@ class FrameIndex:
     time_base: Fraction
     input_time_base: Fraction
     origin: int
-    keyframes: list[int]
+    keyframes: list[tuple[int, int]]
     seekable: bool
     source: str
     identity: dict = field(default_factory=dict)
@@ -171,7 +180,7 @@ class FrameIndex:
         if not self.seekable or frame <= 0:
             return []
         wanted = self.times[frame] // self.fields
-        return [k for k in reversed(self.keyframes) if k <= wanted]
+        return [seek for shown, seek in reversed(self.keyframes) if shown <= wanted]
 
     def seconds(self, frame_time: int) -> float:
         """A frame time as seconds from the stream's start (for messages)."""
@@ -194,6 +203,7 @@ class FrameIndex:
                 return None
             data["time_base"] = Fraction(data["time_base"])
             data["input_time_base"] = Fraction(data["input_time_base"])
+            data["keyframes"] = [tuple(k) for k in data["keyframes"]]
             return cls(**data)
         except (OSError, ValueError, TypeError, KeyError):
             return None

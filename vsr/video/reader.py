@@ -129,7 +129,7 @@ def index_video(path, info: VideoInfo | None = None, deinterlace: str = "auto") 
         times = _decoded_times(path, info, plan)
     return FrameIndex(
         times=times, time_base=output_time_base(scan.time_base, plan), input_time_base=scan.time_base,
-        origin=scan.origin, keyframes=sorted(p.pts for p in scan.packets if p.key and p.pts is not None),
+        origin=scan.origin, keyframes=scan.keyframes(),
         seekable=source == "packets" and not scan.raw and all(p.pts is not None for p in scan.packets),
         source=source,
         identity=index_identity(path, plan),

@@ -90,7 +90,8 @@ class VideoWriter:
                  color_primaries: str | None = None, color_trc: str | None = None, rotation: int = 0,
                  start: float | None = None, end: float | None = None, options: dict[str, str] | None = None,
                  verify: bool = True, sample_aspect_ratio: Fraction | None = None, rebase: bool = False,
-                 container: str | None = None, check: Callable[[Path], None] | None = None):
+                 container: str | None = None, check: Callable[[Path], None] | None = None,
+                 rebase_at: int | None = None):
         """Check the options, create the temp file and open the encoder (and the source).
 
         Args:
@@ -130,6 +131,8 @@ class VideoWriter:
                 :attr:`first_pts`/:attr:`last_pts` stay on the source's clock.
             container: The extension whose encoder rules apply (see :func:`~vsr.video.codecs.encoder_options`);
                 None for ``path``'s own.
+            rebase_at: With ``rebase``, the pts that becomes 0 (the excerpt's first frame, as the source's index
+                lists it) instead of the first frame written, so a missing first frame shows as one.
             check: Called on :meth:`close` with the finished temp file before it is renamed onto ``path``; raises
                 VsrError to discard it (e.g. :func:`~vsr.video.index.check_times` against the source's index).
         """
@@ -140,6 +143,7 @@ class VideoWriter:
         self.summary: VideoSummary | None = None
         self._verify = verify
         self._check = check
+        self._rebase_at = rebase_at
         self._closed = False
         self._last_pts: int | None = None
         self._first_pts: int | None = None
@@ -264,7 +268,7 @@ class VideoWriter:
                                    dst_color_range=self._sws.get("range"), interpolation=SWS_QUALITY)
             if self._first_pts is None:
                 self._first_pts = p
-                self._shift = p if self._rebase else 0
+                self._shift = (p if self._rebase_at is None else self._rebase_at) if self._rebase else 0
             frame.pts, frame.time_base = p - self._shift, self.time_base
             try:
                 packets = self._stream.encode(frame)
