@@ -149,12 +149,13 @@ def _segments(state: Path) -> list:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_sigkill_during_resume_then_rerun_gives_every_frame(killed, sources, name):
+def test_sigkill_during_resume_then_rerun_gives_every_frame(killed, sources, name, monkeypatch):
     source = sources[name]
     out = matrix_runs.output_path(killed, source, "resumed")
     state = _state(out)
     assert not out.exists() and [seg["frames"] for seg in _segments(state)] == [5]
     assert (state / "index.json").exists() and list(state.glob(".*partial*"))  # the half-written second segment
+    monkeypatch.setattr(video, "index_video", lambda *a, **k: pytest.fail("the kept index was not reused"))
     result = enhance_video(source, out, models.load_model("bicubic", scale=2), matrix_runs.config("resume"))
     assert result.reused_frames == 5 and result.frames_out == FRAMES and result.verified
     assert not state.exists()
