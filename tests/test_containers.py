@@ -276,3 +276,32 @@ def test_resume_warms_a_recurrent_model_on_frames_it_drops(tmp_path, sources, mo
     assert result.reused_frames == 10 and sum(upscaled) == FRAMES - 10 + 3 and resets == [1]
     assert result.frames_in == result.frames_out == FRAMES and result.verified
     assert_same_frames(out, source_times(source))
+
+
+def test_one_frame_per_field_resumes_onto_the_frames_of_a_plain_run(tmp_path, monkeypatch):
+    """--deinterlace field on a DVD whose frames carry their interlace flags: two frames per input frame, only the
+    decoder knows which frames are flagged, so the index comes from decoded timestamps; a resumed run matches."""
+    from test_archival import make_file
+
+    source = tmp_path / "dvd.vob"
+    make_file(source, fmt="vob", codec="mpeg2video", pix_fmt="yuv420p", size=(128, 96), rate=Fraction(25),
+              frames=16, audio="mp2", field_order="tff", options={"g": "6", "bf": "2"})
+    assert video.index_video(source, deinterlace="field").source == "decode"
+    net = models.load_model("bicubic", scale=2)
+    cfg = dict(device="cpu", batch_size=2, preset="ultrafast", deinterlace="field")
+    plain = enhance_video(source, tmp_path / "plain.mkv", net, EnhanceConfig(**cfg))
+    real_write, written = video.VideoWriter.write, [0]
+
+    def crash_after_12(self, frames, pts):
+        if written[0] + len(pts) > 12:
+            raise VsrError("simulated crash")
+        written[0] += len(pts)
+        return real_write(self, frames, pts)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(video.VideoWriter, "write", crash_after_12)
+        with pytest.raises(VsrError, match="simulated crash"):
+            enhance_video(source, tmp_path / "resumed.mkv", net, EnhanceConfig(**cfg, resume=True, segment_frames=5))
+    resumed = enhance_video(source, tmp_path / "resumed.mkv", net, EnhanceConfig(**cfg, resume=True, segment_frames=5))
+    assert plain.frames_out == 32 and resumed.reused_frames == 10 and resumed.frames_out == 32
+    assert output_times(tmp_path / "resumed.mkv") == output_times(tmp_path / "plain.mkv")
