@@ -14,6 +14,7 @@ checked against (:func:`check_times`), independently of the decode that produced
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 from collections.abc import Sequence
@@ -167,11 +168,9 @@ class FrameIndex:
         scale = self.input_time_base / self.time_base
         first, stop = 0, len(self.times)
         if start:
-            start_pts = (self.origin + start / self.input_time_base) * scale
-            first = next((i for i, t in enumerate(self.times) if t >= start_pts), len(self.times))
+            first = bisect.bisect_left(self.times, (self.origin + start / self.input_time_base) * scale)
         if end is not None:
-            end_pts = (self.origin + end / self.input_time_base) * scale
-            stop = next((i for i, t in enumerate(self.times) if t >= end_pts), len(self.times))
+            stop = bisect.bisect_left(self.times, (self.origin + end / self.input_time_base) * scale)
         return first, max(first, stop)
 
     def seek_points(self, frame: int) -> list[int]:
