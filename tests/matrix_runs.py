@@ -33,9 +33,8 @@ HOLD_AFTER = 7  # frames written before a resume run is held: one segment finish
 
 
 def output_path(folder: Path, source: Path, tag: str) -> Path:
-    # Matroska for the inputs whose default output cannot hold exact times: AVI stores frame numbers; MPEG-2 in
-    # MPEG-PS counts in frames from 0 (a DVD's start at 0.54 s becomes 0.56 s); raw streams have no clock.
-    suffix = ".mkv" if source.suffix in (".avi", ".mpg", ".h264", ".m2v") else source.suffix
+    # Each input's default output container, but Matroska for AVI (which stores frame numbers, not times).
+    suffix = ".mkv" if source.suffix in (".avi", ".h264", ".m2v") else source.suffix
     return folder / f"{tag}_{source.stem}_{source.suffix[1:]}{suffix}"
 
 

@@ -172,7 +172,8 @@ def test_excerpt_holds_every_frame_of_the_range(tmp_path, sources, name):
     expected = source_times(source, 0.5, 1.3)
     assert result.frames_out == len(expected) == 20
     assert_same_frames(out, expected)
-    assert output_times(out)[0] == 0  # an excerpt starts at 0, as ffmpeg -ss writes it
+    if out.suffix != ".mpg":  # (the MPEG-PS muxer starts every stream after its preload, as FFmpeg's does)
+        assert output_times(out)[0] == 0  # an excerpt starts at 0, as ffmpeg -ss writes it
 
 
 @pytest.mark.parametrize("name", NAMES)

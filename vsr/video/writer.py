@@ -190,6 +190,9 @@ class VideoWriter:
             # in frames (PyAV rebases each frame's pts); the others get the input's own clock.
             frame_clock = codec in ("mpeg2video", "mpeg1video", "mpeg4") and fps
             self._stream.codec_context.time_base = 1 / fps.limit_denominator(65535) if frame_clock else self.time_base
+            # Counting in frames from the first frame keeps a start off the frame grid (a DVD at 0.54 s, 25 fps)
+            # exact: the first frame's time is added back to each packet (see _mux_video).
+            self._clock_offset = 0 if frame_clock else None
             if sample_aspect_ratio and sample_aspect_ratio != 1:
                 # In the bitstream (H.264 VUI, MPEG-2 sequence header), from which the muxer also takes it.
                 self._stream.codec_context.sample_aspect_ratio = Fraction(sample_aspect_ratio)
@@ -226,6 +229,14 @@ class VideoWriter:
 
     def _mux_video(self, packets, last: bool = False) -> None:
         """Mux encoded packets; the first ones wait until the encode is past :data:`SHORT_ENCODE` frames."""
+        if self._clock_offset:
+            stream_tb = self._stream.time_base
+            for packet in packets:
+                for name in ("pts", "dts"):
+                    value = getattr(packet, name)
+                    if value is not None:
+                        setattr(packet, name, round((value * packet.time_base + self._clock_offset) / stream_tb))
+                packet.time_base = stream_tb
         if self._held_video is None:
             self._out.mux(packets)
             return
@@ -270,6 +281,10 @@ class VideoWriter:
                 self._first_pts = p
                 self._shift = (p if self._rebase_at is None else self._rebase_at) if self._rebase else 0
             frame.pts, frame.time_base = p - self._shift, self.time_base
+            if self._clock_offset is not None:
+                if self.frames_written == 0:
+                    self._clock_offset = frame.pts * self.time_base  # seconds, added back to the packets
+                frame.pts -= round(self._clock_offset / self.time_base)
             try:
                 packets = self._stream.encode(frame)
                 if self._last_pts is not None and self._frame_step is None:
