@@ -306,3 +306,15 @@ def test_one_frame_per_field_resumes_onto_the_frames_of_a_plain_run(tmp_path, mo
     resumed = enhance_video(source, tmp_path / "resumed.mkv", net, EnhanceConfig(**cfg, resume=True, segment_frames=5))
     assert plain.frames_out == 32 and resumed.reused_frames == 10 and resumed.frames_out == 32
     assert output_times(tmp_path / "resumed.mkv") == output_times(tmp_path / "plain.mkv")
+
+
+def test_a_saved_index_is_reused_only_for_the_same_file_and_plan(tmp_path, sources):
+    source = sources["h264.ts"]
+    index = video.index_video(source)
+    index.save(tmp_path / "index.json")
+    assert video.FrameIndex.load(tmp_path / "index.json", video.index_identity(source, None)) == index
+    assert video.FrameIndex.load(tmp_path / "index.json", video.index_identity(source, "field")) is None
+    assert video.FrameIndex.load(tmp_path / "missing.json", video.index_identity(source, None)) is None
+    # The span of seconds is the reader's: from the first frame at or after start to the last before end.
+    first, stop = index.span(0.5, 1.3)
+    assert [index.seconds(t) for t in index.times[first:stop]][::19] == [0.52, 1.28]
