@@ -101,9 +101,6 @@ class Upscaler:
             x = x.to(torch.float32).div_(PEAK[frames.dtype]).to(self.dtype)
         return x.contiguous(memory_format=torch.channels_last)
 
-    def reset_state(self) -> None:
-        """Forgets what a recurrent model carried from earlier frames: the next frames do not follow the last ones."""
-
     @torch.inference_mode()
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """Upscales (N,H,W,3) uint8/uint16 frames on the device into (N,H*s,W*s,3) frames of the same dtype
