@@ -289,3 +289,15 @@ def test_a_resumed_run_warms_the_state_and_stays_close_to_an_uninterrupted_one(t
     # and the same picture (measured: well under a grey level on average for this model).
     print(f"resumed vs uninterrupted: mean {diff.mean():.3f}, max {diff.max()} grey levels")
     assert diff.mean() < 1.0, diff.mean()
+
+
+def test_an_excerpt_is_warmed_on_the_frames_before_it(tmp_path, monkeypatch):
+    source = make_clip(tmp_path / "in.mp4", frames=30, size=(48, 32), audio=False)
+    seen = []
+    real_call = Upscaler.__call__
+    monkeypatch.setattr(Upscaler, "__call__", lambda self, frames: seen.append(len(frames)) or real_call(self, frames))
+    result = enhance_video(source, tmp_path / "cut.mkv", tiny(), EnhanceConfig(device="cpu", precision="fp32",
+                                                                               codec="ffv1", start=1.5, end=2.5))
+    assert result.frames_out == 10 and result.verified
+    assert sum(seen) == 10 + models.RecurrentSRResNet.warmup_frames  # frames 7-14 warm it, 15-24 are written
+    assert _decoded(tmp_path / "cut.mkv")[1][0] == 0  # the excerpt starts at 0 as before

@@ -160,13 +160,14 @@ def enhance_video(
 def read_window(plan: RunPlan, sink: FrameSink, alloc: Callable | None = None) -> Iterator[Batch]:
     """The frames of ``sink``'s window, in batches: a window of the input's frame index, decoded exactly.
 
-    A window that starts after the run's first frame begins up to ``model.warmup_frames`` frames earlier (within the
-    run's range, as an uninterrupted run would have shown them to the model), marked as warm-up frames so that a
-    recurrent model's state is what it would be. Closing the generator closes the input.
+    A window that starts after the video's first frame begins up to ``model.warmup_frames`` frames earlier, marked
+    as warm-up frames: they go through the model and are dropped, so that a recurrent model's state is about what
+    it is at that frame of a run over the whole video (for a --resume segment, a torchrun rank's share and an
+    excerpt alike). Closing the generator closes the input.
     """
     cfg, index = plan.cfg, sink.index
     first, stop = sink.window
-    warmup = max(0, min(int(getattr(plan.model, "warmup_frames", 0) or 0), first - sink.span[0]))
+    warmup = max(0, min(int(getattr(plan.model, "warmup_frames", 0) or 0), first))
     batches = video.read_frames(plan.input_path, plan.output.batch_size, depth=plan.depth, deinterlace=cfg.deinterlace,
                                 info=plan.info, alloc=alloc, index=index, window=(first - warmup, stop))
     try:
