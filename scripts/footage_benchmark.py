@@ -1,20 +1,39 @@
 #!/usr/bin/env python
-"""The footage benchmark: how each model restores held-out frames of real clips through real recorder chains.
+"""The footage benchmark: how each model restores runs of consecutive frames of real clips through recorder chains.
 
-    scripts/footage_benchmark.py                          # ../shared/data/video, every shipped x4 model, the peers
-    scripts/footage_benchmark.py my_dvr.avi --weights runs/mine/export.pt --frames 16 --out runs/footage
+    scripts/footage_benchmark.py                                   # the held-out clip, every model, every chain
+    scripts/footage_benchmark.py --set all --no-peers              # + the in-scene clips (../shared/data/video)
+    scripts/footage_benchmark.py --weights runs/new/export.pt --models bicubic,srresnet_real_x4   # score a candidate
+    scripts/footage_benchmark.py --weights runs/new/export.pt --models none --with docs/footage_heldout.json
+    scripts/footage_benchmark.py my_dvr.avi --set none --frames 16 --out runs/footage
 
-Frames: ``--frames`` consecutive frames from the held-out part of each clip (its last 20 %, the part `vsr prepare
---holdout 0.2` never gives the trainer), a centred ``--crop`` of each, mod-cropped to the scale. Each recorder chain
-below is a fixed, seeded `vsr.data.Degradation` run over those frames as one piece of footage (real codecs through
-PyAV: libx264, mpeg2video, swscale, bwdif). Scores: PSNR and SSIM on the BT.601 Y channel with a 4-pixel border,
-and temporal flicker, mean |(sr_t - sr_t-1) - (hr_t - hr_t-1)| on Y in grey levels (0: moves as the original).
-Models: bicubic, every shipped x4 weights file, ``--weights`` files, and the Real-ESRGAN peers in
-``../shared/data/weights/peers`` (loaded with spandrel when installed, else with the small RRDBNet/SRVGGNetCompact
-definitions here; they are compared with, never shipped).
+Clips, in sets scored and tabled apart: ``held-out`` is ``../shared/data/video_validation`` (never trained on: the
+fair yardstick), ``in-scene`` the files of ``../shared/data/video`` (training material: ``srresnet_real_x4`` trained
+on the first 80 % of the pets and Chaplin clips), ``given`` the clips on the command line.
 
-Writes ``OUT/footage.md`` (the table), ``OUT/footage.json`` and ``OUT/footage_grid.png`` (crops of one frame of
-the H.264 CRF 28 chain: LR, bicubic, every model, original, each labelled with its PSNR on the crop).
+Frames: a run of ``--frames`` consecutive frames, plus the ``--lead-in`` frames before it: in a held-out clip the
+run where it changes most, in the others the start of its held-out end (its last 20 %, which `vsr prepare --holdout
+0.2` never gives the trainer); all cropped to the ``--crop`` window where the run moves most (a temporal benchmark of
+still asphalt says nothing), mod-cropped to the scale. Each chain below is a fixed, seeded `vsr.data.Degradation`
+run over lead-in and run as one piece of footage (real codecs through PyAV: libx264, mpeg2video, swscale, bwdif), so
+the LR is the same for every model.
+
+Models see the frames as `vsr enhance` gives them: consecutive, in presentation order, 4 at a time, with
+``Upscaler.reset_state()`` before each clip and chain. A recurrent model (``model.recurrent``) is first given the
+lead-in, unscored, so it is scored at its steady state as in the middle of a video; per-frame models need none.
+
+Scores on the run, on the BT.601 Y channel with a 4-pixel border: PSNR, SSIM, and the temporal error against the
+original, tErr = RMS of (sr_t - sr_t-1) - (hr_t - hr_t-1) in grey levels (0: the output changes exactly as the
+original; it grows for flicker and for real motion blurred away). The secondary "flicker" is the mean |...| of the
+same difference, the figure earlier tables printed.
+
+Models: bicubic, every shipped x4 weights file, ``--weights`` files (any arch `vsr.load_model` knows, recurrent ones
+included), and the Real-ESRGAN peers in ``../shared/data/weights/peers`` (`realesrgan_peers.py`); ``--models`` keeps
+only the named ones besides the ``--weights`` files (``none``: only those); ``--with OLD/footage.json`` adds the rows
+of an earlier run with the same settings (``docs/footage_heldout.json``, ``docs/footage_inscene.json``: the shipped
+models' runs) without running them again. Writes ``OUT/footage.md`` (the tables), ``OUT/footage.json`` and
+``OUT/footage_grid.png`` (crops of the middle frame of the H.264 CRF 28 chain: LR, bicubic, every model run, original,
+labelled with crop PSNR).
 """
 
 from __future__ import annotations
@@ -23,31 +42,39 @@ import argparse
 import json
 import sys
 import time
+import zlib
 from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image, ImageDraw
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's vsr, not an installed one
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from footage_report import markdown_tables, mean_present, picture_grid, report  # noqa: E402
+from realesrgan_peers import RRDBNet, SRVGGNetCompact, load_peer, peer_name  # noqa: E402
 from vsr import data, metrics, models, video  # noqa: E402
 from vsr.errors import VsrError  # noqa: E402
 from vsr.pipeline import Upscaler  # noqa: E402
 from vsr.precision import choose_precision, resolve_device  # noqa: E402
 
+# Re-exported: the tests and other scripts take everything from this module.
+__all__ = ["RRDBNet", "SRVGGNetCompact", "load_peer", "peer_name", "markdown_tables", "picture_grid", "report"]
+
 SCALE = 4
+BATCH = 4  # frames per model call, as `vsr enhance` batches them
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SETS = {"held-out": SHARED / "video_validation", "in-scene": SHARED / "video"}
 HOLDOUT = 0.2  # the fraction `vsr prepare --holdout` keeps from training, taken from each clip's end
-# Every stage off; each chain switches on what its recorder does. Values are fixed, so only the seeded noise and
-# the codecs' own decisions vary, and those are fixed by the seed.
+# Every stage off; each recorder chain switches on what its recorder does. Values are fixed, so only the seeded
+# noise and the codecs' own decisions vary, and those are fixed by the seed.
 _OFF = dict(blur_sigma=(0.0, 0.0), noise_sigma=(0.0, 0.0), poisson_prob=0.0, camera_noise_prob=0.0,
             interlace_prob=0.0, chroma_prob=0.0, jpeg_prob=0.0, video_prob=0.0, mpeg2_prob=0.0,
             second_order_prob=0.0, codec_preset="veryfast")
-CHAINS: dict[str, tuple[str, dict]] = {
+CLEAN = "clean_x4"  # the SR papers' LR: antialiased bicubic, no codec; not a recorder, so not in the recorder mean
+CHAINS: dict[str, tuple[str, dict | None]] = {
     "h264_crf23": ("x4 downscale, H.264 CRF 23", dict(video_prob=1.0, crf=(23, 23))),
     "h264_crf28": ("x4 downscale, H.264 CRF 28 (a DVR)", dict(video_prob=1.0, crf=(28, 28))),
     "h264_crf33": ("x4 downscale, H.264 CRF 33", dict(video_prob=1.0, crf=(33, 33))),
@@ -61,129 +88,98 @@ CHAINS: dict[str, tuple[str, dict]] = {
                         video_prob=1.0, crf=(28, 28))),
     "blur_h264": ("optics blur (sigma 1.5 HR px), H.264 CRF 28", dict(blur_sigma=(1.5, 1.5), video_prob=1.0,
                                                                       crf=(28, 28))),
+    CLEAN: ("x4 antialiased bicubic downscale, no codec (the SR papers' LR)", None),
 }
 GRID_CHAIN = "h264_crf28"
-
-
-# ------------------------------------------------------------------------------------------------ Real-ESRGAN peers
-class _RDB(nn.Module):
-    def __init__(self, num_feat: int = 64, num_grow_ch: int = 32) -> None:
-        super().__init__()
-        for i in range(5):
-            setattr(self, f"conv{i + 1}", nn.Conv2d(num_feat + i * num_grow_ch, num_grow_ch if i < 4 else num_feat,
-                                                    3, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = [x]
-        for i in range(1, 5):
-            feats.append(F.leaky_relu(getattr(self, f"conv{i}")(torch.cat(feats, 1)), 0.2))
-        return self.conv5(torch.cat(feats, 1)) * 0.2 + x
-
-
-class _RRDB(nn.Module):
-    def __init__(self, num_feat: int, num_grow_ch: int) -> None:
-        super().__init__()
-        self.rdb1, self.rdb2, self.rdb3 = (_RDB(num_feat, num_grow_ch) for _ in range(3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.rdb3(self.rdb2(self.rdb1(x))) * 0.2 + x
-
-
-class RRDBNet(nn.Module):
-    """ESRGAN's generator as BasicSR names it (Real-ESRGAN x4plus: 23 blocks, 64 features, growth 32), x4 only."""
-
-    def __init__(self, num_block: int = 23, num_feat: int = 64, num_grow_ch: int = 32) -> None:
-        super().__init__()
-        self.scale = 4
-        self.conv_first = nn.Conv2d(3, num_feat, 3, 1, 1)
-        self.body = nn.Sequential(*(_RRDB(num_feat, num_grow_ch) for _ in range(num_block)))
-        self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.conv_last = nn.Conv2d(num_feat, 3, 3, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feat = self.conv_first(x)
-        feat = feat + self.conv_body(self.body(feat))
-        feat = F.leaky_relu(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")), 0.2)
-        feat = F.leaky_relu(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")), 0.2)
-        return self.conv_last(F.leaky_relu(self.conv_hr(feat), 0.2))
-
-
-class SRVGGNetCompact(nn.Module):
-    """Real-ESRGAN's compact video net (animevideov3: 16 convs, 64 features, PReLU), BasicSR's names."""
-
-    def __init__(self, num_feat: int = 64, num_conv: int = 16, scale: int = 4) -> None:
-        super().__init__()
-        self.scale = scale
-        layers: list[nn.Module] = [nn.Conv2d(3, num_feat, 3, 1, 1), nn.PReLU(num_feat)]
-        for _ in range(num_conv):
-            layers += [nn.Conv2d(num_feat, num_feat, 3, 1, 1), nn.PReLU(num_feat)]
-        layers.append(nn.Conv2d(num_feat, 3 * scale * scale, 3, 1, 1))
-        self.body = nn.Sequential(*layers)
-        self.upsampler = nn.PixelShuffle(scale)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.upsampler(self.body(x)) + F.interpolate(x, scale_factor=self.scale, mode="nearest")
-
-
-def peer_name(path: Path) -> str:
-    """"RealESRGAN_x4plus_from_ncnn.pth" -> "peer x4plus": short enough for a picture label."""
-    stem = path.stem.removesuffix("_from_ncnn").removeprefix("RealESRGAN_").removeprefix("realesr-")
-    return f"peer {stem}"
-
-
-def load_peer(path: Path, use_spandrel: bool = True) -> nn.Module:
-    """A Real-ESRGAN weights file ({"params_ema"} or {"params"}) as an x4 module: spandrel if installed, else ours."""
-    try:
-        if not use_spandrel:
-            raise ImportError
-        import spandrel  # noqa: PLC0415  (optional)
-
-        model = spandrel.ModelLoader().load_from_file(str(path)).model
-    except ImportError:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("params_ema", state.get("params", state))
-        if "conv_first.weight" in state:
-            num_block = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("body."))
-            model = RRDBNet(num_block=num_block, num_feat=state["conv_first.weight"].shape[0])
-        else:
-            num_conv = (1 + max(int(k.split(".")[1]) for k in state if k.startswith("body."))) // 2 - 1
-            model = SRVGGNetCompact(num_feat=state["body.0.weight"].shape[0], num_conv=num_conv)
-        model.load_state_dict({k: v.float() for k, v in state.items()})
-    model.scale = SCALE
-    return model.float().eval()
+KEYS = ("psnr", "ssim", "terr", "flicker")
 
 
 # ------------------------------------------------------------------------------------------------ frames and chains
 def chain(name: str) -> data.Degradation:
-    return data.Degradation("realistic", **{**_OFF, **CHAINS[name][1]})
+    overrides = CHAINS[name][1]
+    return data.Degradation("bicubic") if overrides is None else data.Degradation("realistic", **{**_OFF, **overrides})
 
 
-def held_out_frames(clip: Path, count: int, crop: tuple[int, int]) -> np.ndarray:
-    """``count`` consecutive frames from the start of the clip's held-out end, centre-cropped to ``crop`` (w, h)."""
-    total = video.probe(clip).frames
-    if not total:
-        with closing(video.read_frames(clip)) as batches:
-            total = sum(len(b.frames) for b in batches)
-    start = total - max(1, round(total * HOLDOUT))
+def motion_crop(frames: np.ndarray, crop: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the ``crop`` (w, h) window, on a 16-px grid, where the frames change most.
+
+    Change is the sum over pairs of consecutive frames of |Y_t - Y_t-1|; ties go to the window nearest the centre,
+    so a still clip gets the centred crop.
+    """
+    h, w = frames.shape[1:3]
+    cw, ch = min(crop[0], w) // SCALE * SCALE, min(crop[1], h) // SCALE * SCALE
+    ys = np.stack([metrics.rgb_to_y(f) for f in frames])
+    change = np.abs(np.diff(ys, axis=0)).sum(axis=0) if len(ys) > 1 else np.zeros((h, w))
+    table = np.pad(change.cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # summed-area table: any window in four reads
+    step = 4 * SCALE
+    best = None
+    for top in sorted({*range(0, h - ch + 1, step), (h - ch) // 2 // SCALE * SCALE}):
+        for left in sorted({*range(0, w - cw + 1, step), (w - cw) // 2 // SCALE * SCALE}):
+            total = table[top + ch, left + cw] - table[top, left + cw] - table[top + ch, left] + table[top, left]
+            key = (round(float(total), 6), -abs(top - (h - ch) / 2) - abs(left - (w - cw) / 2))
+            if best is None or key > best[0]:
+                best = (key, top, left)
+    return best[1], best[2], ch, cw
+
+
+def _frame_changes(clip: Path) -> list[float]:
+    """Mean |Y_t - Y_t-1| of each frame against the one before (0 for the first), on 8x-subsampled frames."""
+    changes, previous = [], None
+    with closing(video.read_frames(clip)) as batches:
+        for batch in batches:
+            for frame in batch.frames:
+                y = metrics.rgb_to_y(frame[::8, ::8])
+                changes.append(0.0 if previous is None else float(np.mean(np.abs(y - previous))))
+                previous = y
+    return changes
+
+
+def clip_run(clip: Path, count: int, crop: tuple[int, int], lead_in: int = 0,
+             busiest: bool = False) -> tuple[np.ndarray, int, int]:
+    """The clip's run: ``count`` consecutive frames after up to ``lead_in`` frames before them, all cropped to the
+    ``crop`` (w, h) window where the scored frames move most (`motion_crop`).
+
+    Args:
+        busiest: Start the run where the clip changes most over ``count`` frames (a clip no model trained on: the
+            validation clip) instead of at the start of its held-out end (its last 20 %, which `vsr prepare
+            --holdout 0.2` never gives the trainer).
+
+    Returns:
+        ((lead + count, h, w, 3) uint8 frames in presentation order, lead = how many of them are lead-in, the index
+        of the first scored frame in the clip).
+    """
+    if busiest:
+        changes = _frame_changes(clip)
+        sums = [sum(changes[i + 1 : i + count]) for i in range(max(1, len(changes) - count + 1))]
+        start = int(np.argmax(sums))
+    else:
+        total = video.probe(clip).frames
+        if not total:
+            with closing(video.read_frames(clip)) as batches:
+                total = sum(len(b.frames) for b in batches)
+        start = total - max(1, round(total * HOLDOUT))
+    first = max(0, start - lead_in)
     frames: list[np.ndarray] = []
     index = 0
     with closing(video.read_frames(clip)) as batches:
         for batch in batches:
             for frame in batch.frames:
-                if index >= start and len(frames) < count:
+                if index >= first and len(frames) < start - first + count:
                     frames.append(frame)
                 index += 1
-            if len(frames) >= count:
+            if len(frames) >= start - first + count:
                 break
-    if not frames:
-        raise VsrError(f"{clip}: no held-out frames")
-    h, w = frames[0].shape[:2]
-    cw, ch = min(crop[0], w) // SCALE * SCALE, min(crop[1], h) // SCALE * SCALE
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return np.ascontiguousarray(np.stack(frames)[:, top : top + ch, left : left + cw])
+    lead = min(start - first, len(frames))
+    if len(frames) <= lead:
+        raise VsrError(f"{clip}: no frames from frame {start} on")
+    stack = np.stack(frames)
+    top, left, ch, cw = motion_crop(stack[lead:], crop)
+    return np.ascontiguousarray(stack[:, top : top + ch, left : left + cw]), lead, start
+
+
+def clip_seed(seed: int, chain_name: str, clip: str) -> np.random.Generator:
+    """The chain's noise for one clip: fixed by the seed, the chain and the clip's name, whatever else is run."""
+    return np.random.default_rng([seed, list(CHAINS).index(chain_name), zlib.crc32(clip.encode())])
 
 
 # ------------------------------------------------------------------------------------------------ scoring
@@ -194,167 +190,200 @@ def _upscaler(model: nn.Module | None, precision: str) -> Upscaler | None:
     return Upscaler(model, device, choose_precision(precision, device, getattr(model, "meta", None)))
 
 
-def _upscale(upscaler: Upscaler | None, lr: np.ndarray) -> np.ndarray:
+def upscale_run(upscaler: Upscaler | None, lr: np.ndarray, lead: int, recurrent: bool) -> np.ndarray:
+    """Upscales one clip's LR run in presentation order, from a fresh state; returns the output of the scored part.
+
+    A recurrent model is given the ``lead`` lead-in frames first (their output is dropped); a per-frame model only
+    the scored frames, whose output would not change.
+    """
     if upscaler is None:
-        return np.stack([data.bicubic_upscale(f, SCALE) for f in lr])
-    out = [upscaler(torch.from_numpy(lr[i : i + 4]).to(upscaler.device)).cpu().numpy() for i in range(0, len(lr), 4)]
-    return np.concatenate(out)
+        return np.stack([data.bicubic_upscale(f, SCALE) for f in lr[lead:]])
+    upscaler.reset_state()
+    skip = lead if recurrent else 0
+    frames = lr[lead - skip :]
+    out = [upscaler(torch.from_numpy(frames[i : i + BATCH]).to(upscaler.device)).cpu().numpy()
+           for i in range(0, len(frames), BATCH)]
+    return np.concatenate(out)[skip:]
 
 
 def score(sr: np.ndarray, hr: np.ndarray) -> dict:
-    """Mean Y PSNR/SSIM over frames and the temporal flicker of an (N,H,W,3) output against its original."""
+    """Mean Y PSNR/SSIM over frames, and tErr and flicker over the run, of (N,H,W,3) output against the original."""
     pairs = [metrics.psnr_ssim_y(s, h, SCALE) for s, h in zip(sr, hr)]
-    sr_y = [metrics.crop_border(metrics.rgb_to_y(f), SCALE) for f in sr]
-    hr_y = [metrics.crop_border(metrics.rgb_to_y(f), SCALE) for f in hr]
-    flicker = [float(np.mean(np.abs((sr_y[t] - sr_y[t - 1]) - (hr_y[t] - hr_y[t - 1])))) for t in range(1, len(sr))]
+    temporal = metrics.TemporalError(SCALE)
+    for s, h in zip(sr, hr):
+        temporal.update(metrics.rgb_to_y(s), metrics.rgb_to_y(h))
     return {"psnr": float(np.mean([p for p, _ in pairs])), "ssim": float(np.mean([s for _, s in pairs])),
-            "flicker": float(np.mean(flicker)) if flicker else None}
+            "terr": temporal.rms, "flicker": temporal.flicker}
 
 
-def run_benchmark(clips: list[Path], model_list: dict[str, nn.Module | None], frames: int = 8,
+def run_benchmark(clip_sets: dict[str, list[Path]], model_list: dict[str, nn.Module | None], frames: int = 40,
                   crop: tuple[int, int] = (256, 192), seed: int = 0, precision: str = "auto",
-                  chains: list[str] | None = None, log=print) -> dict:
+                  chains: list[str] | None = None, lead_in: int = 16, log=print) -> dict:
     """Scores every model on every chain of every clip.
 
     Args:
-        clips: Video files; their held-out frames are the originals.
+        clip_sets: Set name ("held-out", "in-scene", "given") -> video files; each set gets its own table.
         model_list: Display name -> x4 module (None = bicubic).
-        frames, crop, seed, precision: As the command's options.
+        frames, crop, seed, precision, lead_in: As the command's options.
         chains: Names from :data:`CHAINS` (default all).
         log: Called with progress lines.
 
     Returns:
-        {"chains": {name: description}, "clips": [...], "frames", "crop", "seed", "precision": {model: name},
-        "scores": {model: {chain: {"psnr", "ssim", "flicker"}}} (means over clips, each clip weighted equally),
-        "per_clip": {model: {chain: {clip: score}}}, "seconds": {model: s}, "grid": picture data}.
+        {"chains": {name: description}, "recorder_chains": [the chains but the clean one], "sets": {set: [clip
+        names]}, "frames", "start": {clip: first scored frame}, "lead_in": {clip: frames}, "crop", "seed",
+        "precision": {model: name}, "scores": {set: {model: {chain: {"psnr", "ssim", "terr", "flicker"}}}} (means
+        over the set's clips, each weighted equally), "per_clip": {model: {chain: {clip: score}}}, "seconds":
+        {model: s}, "grid": picture data}.
     """
     chains = chains or list(CHAINS)
-    originals = {clip.name: held_out_frames(clip, frames, crop) for clip in clips}
-    degraded = {(c, clip): chain(c).degrade_clip(hr, SCALE, np.random.default_rng([seed, ci, ki]))
-                for ci, c in enumerate(chains) for ki, (clip, hr) in enumerate(originals.items())}
+    originals, leads, starts, set_of = {}, {}, {}, {}
+    for set_name, clips in clip_sets.items():
+        for clip in clips:
+            if clip.name in set_of:
+                raise VsrError(f"two clips named {clip.name}")
+            originals[clip.name], leads[clip.name], starts[clip.name] = clip_run(clip, frames, crop, lead_in,
+                                                                                  set_name == "held-out")
+            set_of[clip.name] = set_name
+    degraded = {(c, name): chain(c).degrade_clip(hr, SCALE, clip_seed(seed, c, name))
+                for c in chains for name, hr in originals.items()}
     per_clip: dict = {}
     seconds, precisions = {}, {}
     grid = {"lr": {}, "hr": {}, "sr": {}}
     for name, model in model_list.items():
         upscaler = _upscaler(model, precision)
+        recurrent = bool(getattr(model, "recurrent", False))
         precisions[name] = upscaler.precision.name if upscaler else "fp32"
         started = time.perf_counter()
         for c in chains:
-            for clip, hr in originals.items():
-                lr = degraded[(c, clip)]
-                sr = _upscale(upscaler, lr)
+            for clip, run in originals.items():
+                lead, lr = leads[clip], degraded[(c, clip)]
+                sr = upscale_run(upscaler, lr, lead, recurrent)
+                hr = run[lead:]
                 per_clip.setdefault(name, {}).setdefault(c, {})[clip] = score(sr, hr)
                 if c == GRID_CHAIN:
                     grid["sr"].setdefault(clip, {})[name] = sr[len(sr) // 2]
-                    grid["lr"][clip], grid["hr"][clip] = lr[len(lr) // 2], hr[len(hr) // 2]
+                    grid["lr"][clip], grid["hr"][clip] = lr[lead + len(sr) // 2], hr[len(sr) // 2]
         seconds[name] = time.perf_counter() - started
-        log(f"{name}: {seconds[name]:.0f} s ({precisions[name]})")
-    scores = {name: {c: {k: float(np.mean([s[k] for s in per_clip[name][c].values()])) for k in ("psnr", "ssim",
-                                                                                                   "flicker")}
-                     for c in chains} for name in model_list}
-    return {"chains": {c: CHAINS[c][0] for c in chains}, "clips": list(originals), "frames": frames,
-            "crop": list(crop), "seed": seed, "precision": precisions, "scores": scores, "per_clip": per_clip,
-            "seconds": seconds, "grid": grid}
+        log(f"{name}: {seconds[name]:.0f} s ({precisions[name]}{', recurrent' if recurrent else ''})")
+    scores = {set_name: {name: {c: {k: mean_present([per_clip[name][c][clip][k] for clip in clips]) for k in KEYS}
+                                for c in chains} for name in model_list}
+              for set_name, clips in ((s, [c.name for c in clips]) for s, clips in clip_sets.items()) if clips}
+    return {"chains": {c: CHAINS[c][0] for c in chains}, "recorder_chains": [c for c in chains if c != CLEAN],
+            "sets": {s: [c.name for c in clips] for s, clips in clip_sets.items() if clips}, "frames": frames,
+            "start": starts, "lead_in": leads, "crop": list(crop), "seed": seed, "precision": precisions,
+            "scores": scores, "per_clip": per_clip, "seconds": seconds, "grid": grid}
 
 
-def markdown_table(result: dict) -> str:
-    """Rows: models; columns: chains; cells: Y-PSNR / SSIM / flicker; best PSNR of each chain in bold."""
-    chains = list(result["chains"])
-    best = {c: max(result["scores"][m][c]["psnr"] for m in result["scores"]) for c in chains}
-    lines = ["| model | " + " | ".join(chains) + " | mean PSNR |", "|---" * (len(chains) + 2) + "|"]
-    for name, per_chain in result["scores"].items():
-        cells = []
-        for c in chains:
-            s = per_chain[c]
-            psnr = f"**{s['psnr']:.2f}**" if s["psnr"] == best[c] else f"{s['psnr']:.2f}"
-            cells.append(f"{psnr} / {s['ssim']:.3f} / {s['flicker']:.2f}")
-        mean = np.mean([per_chain[c]["psnr"] for c in chains])
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean:.2f} |")
-    return "\n".join(lines)
+def merge_results(previous: dict, result: dict) -> dict:
+    """``result`` with the rows of an earlier run's ``footage.json`` first, in their order (a model run again gets its
+    new row in its old place), then the models new in ``result``.
+
+    Raises:
+        VsrError: the runs differ in what they scored (clips, frames, crops, seed, chains), so rows would not compare.
+    """
+    same = ("chains", "sets", "frames", "start", "lead_in", "crop", "seed")
+    if differ := [k for k in same if previous.get(k) != json.loads(json.dumps(result[k]))]:
+        raise VsrError(f"the earlier run scored other frames or chains ({', '.join(differ)} differ); rerun it")
+    merged = dict(result)
+    for key in ("precision", "per_clip", "seconds"):
+        merged[key] = {**previous[key], **result[key]}  # dict update keeps the first insertion's place
+    merged["scores"] = {s: {**previous["scores"][s], **result["scores"][s]} for s in result["scores"]}
+    return merged
 
 
-def picture_grid(result: dict, path: Path, side: int = 160) -> None:
-    """One row per clip: LR (nearest) | each model | original, a centred ``side`` crop, labelled with crop PSNR."""
-    grid = result["grid"]
-    names = list(result["scores"])
-    rows = []
-    for clip, hr in grid["hr"].items():
-        h, w = hr.shape[:2]
-        s = min(side, h, w)
-        top, left = (h - s) // 2, (w - s) // 2
-
-        def cut(img: np.ndarray) -> np.ndarray:
-            return img[top : top + s, left : left + s]
-
-        lr_up = np.repeat(np.repeat(grid["lr"][clip], SCALE, 0), SCALE, 1)
-        tiles = [(cut(lr_up), "LR (nearest)")]
-        for name in names:
-            sr = grid["sr"][clip][name]
-            tiles.append((cut(sr), f"{name} {metrics.psnr_ssim_y(cut(sr), cut(hr), SCALE)[0]:.2f}"))
-        tiles.append((cut(hr), "original"))
-        rows.append(tiles)
-    label_h, s = 14, rows[0][0][0].shape[0]
-    canvas = Image.new("RGB", (s * len(rows[0]), (s + label_h) * len(rows)), "white")
-    draw = ImageDraw.Draw(canvas)
-    for r, tiles in enumerate(rows):
-        for c, (img, label) in enumerate(tiles):
-            canvas.paste(Image.fromarray(img), (c * s, r * (s + label_h) + label_h))
-            draw.text((c * s + 2, r * (s + label_h) + 1), label[: s // 6], fill="black")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
+def default_models(weights: list[Path], peers: Path | None, only: list[str] | None = None) -> dict:
+    """Display name -> x4 module (None = bicubic): bicubic, the shipped x4 weights, ``weights`` files (named by
+    their stem), then the peers (if the folder exists). With ``only``, just those names, in that order, and the
+    ``weights`` files: a file named on the command line is always scored."""
+    paths = {p.stem: p for p in sorted(models.weights_dir().glob("*_x4.pt"))}
+    given = []
+    for path in weights:
+        if not path.is_file():
+            raise VsrError(f"no such weights file: {path}")
+        name = next((n for n, p in paths.items() if p.resolve() == path.resolve()), None)
+        if name is None:
+            name = path.stem if path.stem not in paths else str(path)
+            paths[name] = path
+        given.append(name)
+    peer_paths = {peer_name(p): p for p in sorted(peers.glob("*.pth"))} if peers is not None and peers.is_dir() else {}
+    names = ["bicubic", *paths, *peer_paths]
+    if only is not None:
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            raise VsrError(f"no model named {', '.join(unknown)}; known: {', '.join(names)}")
+        names = [*only, *(n for n in given if n not in only)]
+    return {n: None if n == "bicubic" else load_peer(peer_paths[n]) if n in peer_paths
+            else models.load_model(paths[n], device="cpu") for n in names}
 
 
-def default_models(weights: list[Path], peers: Path | None) -> dict[str, nn.Module | None]:
-    """bicubic, the shipped x4 weights, ``weights`` files, then the peers (if the folder exists)."""
-    found: dict[str, nn.Module | None] = {"bicubic": None}
-    shipped = sorted(models.weights_dir().glob("*_x4.pt"))
-    for path in [*shipped, *weights]:
-        found[path.stem if path in shipped else str(path)] = models.load_model(path, device="cpu")
-    if peers is not None and peers.is_dir():
-        for path in sorted(peers.glob("*.pth")):
-            found[peer_name(path)] = load_peer(path)
-    return found
+def clip_sets(given: list[Path], which: str) -> dict[str, list[Path]]:
+    """The clips of each set: ``which`` is held-out, in-scene, all (both) or none (only the given clips)."""
+    chosen = {"held-out": ["held-out"], "in-scene": ["in-scene"], "all": list(SETS), "none": []}[which]
+    found = {s: sorted(p for p in SETS[s].glob("*") if p.is_file() and p.suffix.lower() in video.VIDEO_EXTS)
+             for s in chosen if SETS[s].is_dir()}
+    found["given"] = list(given)
+    if not any(found.values()):
+        raise VsrError(f"no clips: pass some, or put the shared data beside the repository ({SHARED})")
+    return {s: clips for s, clips in found.items() if clips}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("clips", nargs="*", type=Path, help="more clips (default: ../shared/data/video/*)")
+    parser.add_argument("clips", nargs="*", type=Path, help="more clips, tabled as the set 'given'")
+    parser.add_argument("--set", dest="which", default="held-out", choices=["held-out", "in-scene", "all", "none"],
+                        help="shared clips to score (default: held-out, the validation clip)")
     parser.add_argument("--weights", type=Path, action="append", default=[], help="more vsr x4 weights files")
+    parser.add_argument("--models", default=None,
+                        help="comma-separated names to score besides --weights files, e.g. bicubic,srresnet_real_x4; "
+                        "none: only the --weights files (default: all)")
     parser.add_argument("--peers", type=Path, default=SHARED / "weights" / "peers",
                         help="folder of Real-ESRGAN .pth peers (missing: none)")
     parser.add_argument("--no-peers", action="store_true", help="skip the Real-ESRGAN peers")
-    parser.add_argument("--no-shared", action="store_true", help="only the clips given, not ../shared/data/video")
-    parser.add_argument("--frames", type=int, default=16, help="consecutive held-out frames per clip")
-    parser.add_argument("--crop", default="256x192", help="centred HR crop WxH of each frame")
+    parser.add_argument("--chains", default=None, help=f"comma-separated chains (default all: {','.join(CHAINS)})")
+    parser.add_argument("--frames", type=int, default=40, help="consecutive frames scored per clip")
+    parser.add_argument("--lead-in", type=int, default=16, help="frames before them that recurrent models see first")
+    parser.add_argument("--crop", default="256x192", help="HR crop WxH of each frame, where the clip moves most")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--with", dest="previous", type=Path, default=None,
+                        help="footage.json of an earlier run with the same settings: its rows join the tables")
     parser.add_argument("--out", type=Path, default=Path("runs/footage"), help="output folder")
     args = parser.parse_args()
+    try:  # read before the long run, so a wrong path fails at once
+        previous = json.loads(args.previous.read_text()) if args.previous else None
+    except (OSError, ValueError) as exc:
+        sys.exit(f"Error: --with {args.previous}: {exc}")
     try:
-        clips = list(args.clips)
-        if not args.no_shared:
-            clips += sorted(p for p in (SHARED / "video").glob("*") if p.suffix.lower() in video.VIDEO_EXTS)
-        if not clips:
-            raise VsrError("no clips: pass some, or put ../shared/data/video beside the repository")
-        crop = tuple(int(v) for v in args.crop.lower().split("x"))
-        model_list = default_models(args.weights, None if args.no_peers else args.peers)
-        print(f"{len(clips)} clips x {args.frames} frames ({args.crop} crops), {len(CHAINS)} chains, "
+        if args.frames < 2 or args.lead_in < 0:
+            raise VsrError("--frames must be at least 2 (a temporal error needs two) and --lead-in at least 0")
+        chains = args.chains.split(",") if args.chains else list(CHAINS)
+        if unknown := [c for c in chains if c not in CHAINS]:
+            raise VsrError(f"unknown chain {', '.join(unknown)}; choose from {', '.join(CHAINS)}")
+        try:
+            crop = tuple(int(v) for v in args.crop.lower().split("x"))
+            assert len(crop) == 2 and min(crop) >= 4 * SCALE
+        except (ValueError, AssertionError):
+            raise VsrError(f"--crop must be WxH, at least {4 * SCALE}x{4 * SCALE}, got {args.crop}") from None
+        sets = clip_sets(args.clips, args.which)
+        only = [n.strip() for n in args.models.split(",") if n.strip() != "none"] if args.models else None
+        model_list = default_models(args.weights, None if args.no_peers else args.peers, only)
+        if not model_list:
+            raise VsrError("no models to score: --models none needs --weights FILE")
+        print(f"{sum(map(len, sets.values()))} clips x {args.frames} frames ({args.crop} crops), {len(chains)} chains, "
               f"{len(model_list)} models", file=sys.stderr)
-        result = run_benchmark(clips, model_list, args.frames, crop, args.seed, args.precision,
+        result = run_benchmark(sets, model_list, args.frames, crop, args.seed, args.precision, chains, args.lead_in,
                                log=lambda line: print(line, file=sys.stderr))
+        if previous is not None:
+            result = merge_results(previous, result)
     except VsrError as exc:
         sys.exit(f"Error: {exc}")
     args.out.mkdir(parents=True, exist_ok=True)
     picture_grid(result, args.out / "footage_grid.png")
-    table = markdown_table(result)
-    legend = "\n".join(f"- `{c}`: {d}" for c, d in result["chains"].items())
-    cpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    header = (f"Footage benchmark: {', '.join(result['clips'])}; {args.frames} held-out frames each, {args.crop} "
-              f"crops, seed {args.seed}, {cpu}; cells: Y-PSNR dB / SSIM / flicker (grey levels, lower is steadier)")
-    (args.out / "footage.md").write_text(f"{header}\n\n{table}\n\n{legend}\n")
+    text = report(result, torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU")
+    (args.out / "footage.md").write_text(text)
     saved = {k: v for k, v in result.items() if k != "grid"}
     (args.out / "footage.json").write_text(json.dumps(saved, indent=1))
-    print(f"{header}\n\n{table}\n\n{legend}\n\nwrote {args.out}/footage.md, footage.json, footage_grid.png")
+    print(f"{text}\nwrote {args.out}/footage.md, footage.json, footage_grid.png")
 
 
 if __name__ == "__main__":

@@ -105,13 +105,15 @@ def test_set5_bicubic_x4_matches_the_published_figure():
     assert result["bicubic_psnr_y"] == pytest.approx(28.43, abs=0.05)
 
 
-def test_video_scores_every_frame_and_flicker(tmp_path):
+def test_video_scores_every_frame_and_temporal_error(tmp_path):
     clip = make_clip(tmp_path / "hr.mp4", frames=8, size=(64, 48), audio=False)
     result = evaluate.evaluate_video(clip, models.load_model("bicubic", scale=4), 4, device="cpu", batch_size=3)
     assert result["frames"] == result["images"] == 8
     assert result["psnr_y"] == result["bicubic_psnr_y"]
+    assert result["temporal_error_y"] == result["bicubic_temporal_error_y"] > 0
     assert result["flicker_y"] == result["bicubic_flicker_y"] > 0
-    # The flicker figure written out from its definition: mean |(sr_t - sr_t-1) - (hr_t - hr_t-1)| on Y, border cut.
+    # Both figures written out from their definitions on Y, border cut: over the pairs t = 1..7 of
+    # d = (sr_t - sr_t-1) - (hr_t - hr_t-1), the RMS of d over every pixel of every pair, and the mean of |d|.
     frames = np.concatenate([b.frames for b in video.read_frames(clip)])
     ys_hr, ys_sr = [], []
     for frame in frames:
@@ -119,10 +121,48 @@ def test_video_scores_every_frame_and_flicker(tmp_path):
         hr = frame.astype(np.float64) / 255
         ys_hr.append((16 + hr @ [65.481, 128.553, 24.966])[4:-4, 4:-4])
         ys_sr.append((16 + sr @ [65.481, 128.553, 24.966])[4:-4, 4:-4])
-    expected = np.mean([np.mean(np.abs((ys_sr[t] - ys_sr[t - 1]) - (ys_hr[t] - ys_hr[t - 1]))) for t in range(1, 8)])
-    assert result["flicker_y"] == pytest.approx(expected, rel=1e-9)
+    d = np.stack([(ys_sr[t] - ys_sr[t - 1]) - (ys_hr[t] - ys_hr[t - 1]) for t in range(1, 8)])
+    assert result["temporal_error_y"] == pytest.approx(np.sqrt(np.mean(d**2)), rel=1e-9)
+    assert result["flicker_y"] == pytest.approx(np.mean(np.abs(d)), rel=1e-9)
     model = evaluate.evaluate_video(clip, tiny_model(), 4, device="cpu", precision="fp32", max_frames=5)
-    assert model["frames"] == 5 and model["flicker_y"] > 0
+    assert model["frames"] == 5 and model["temporal_error_y"] > 0
+    one = evaluate.evaluate_video(clip, tiny_model(), 4, device="cpu", precision="fp32", max_frames=1)
+    assert one["frames"] == 1 and one["temporal_error_y"] is None and one["flicker_y"] is None
+
+
+SEEN: list[np.ndarray] = []  # the LR frames _Recorder was given (module level: the Upscaler runs a copy of it)
+
+
+class _Recorder(torch.nn.Module):
+    """A per-frame x4 model that notes every LR frame it is given, in the order given, in SEEN."""
+
+    scale = 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        SEEN.extend(np.rint(x.float().permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8))
+        return torch.nn.functional.interpolate(x, scale_factor=4, mode="nearest")
+
+
+def test_video_frames_reach_the_model_in_order_and_folders_reset(tmp_path, hr_folder, monkeypatch):
+    resets = []
+    monkeypatch.setattr(evaluate.Upscaler, "reset_state", lambda self: resets.append(len(SEEN)))
+    SEEN.clear()
+    recorder = _Recorder()
+    clip = make_clip(tmp_path / "hr.mp4", frames=7, size=(32, 24), audio=False)
+    # Batches of 2 inside runs of 3: every call boundary falls somewhere else, the order must still hold.
+    evaluate.evaluate_video(clip, recorder, 4, device="cpu", precision="fp32", batch_size=2, run_frames=3)
+    frames = np.concatenate([b.frames for b in video.read_frames(clip)])
+    np.testing.assert_array_equal(np.stack(SEEN), [data.bicubic_downscale(f, 4) for f in frames])
+    assert resets == [0]  # once, before the first frame: one video is one stream
+    # A realistic LR video is coded run by run (H.264 over each run of 3 frames), and still reaches the model whole.
+    chain = data.Degradation("realistic", video_prob=1.0, mpeg2_prob=0.0, crf=(30, 30), second_order_prob=0.0)
+    coded = evaluate.evaluate_video(clip, _Recorder(), 4, chain, device="cpu", precision="fp32", run_frames=3)
+    assert coded["frames"] == 7 and coded["temporal_error_y"] > 0
+    # Images of a folder are unrelated: the state is forgotten before each one.
+    SEEN.clear()
+    resets.clear()
+    evaluate.evaluate_folder(hr_folder, recorder, 4, device="cpu", precision="fp32")
+    assert resets == [0, 1, 2]
 
 
 def test_cli_eval_table_json_and_video(hr_folder, tmp_path):
@@ -140,6 +180,8 @@ def test_cli_eval_table_json_and_video(hr_folder, tmp_path):
                                    "--device", "cpu", "--json"])
     assert vid.exit_code == 0, vid.output
     assert json.loads(vid.output.strip().splitlines()[-1])["frames"] == 4
+    printed = runner.invoke(eval_cmd, ["--video", str(clip), "-m", "bicubic", "-s", "4", "--device", "cpu"])
+    assert printed.exit_code == 0 and "temporal error, RMS" in printed.output and "flicker" in printed.output
     neither = runner.invoke(eval_cmd, ["-m", "bicubic"])
     assert neither.exit_code == 1 and neither.output.startswith("Error: give a folder")
     missing = runner.invoke(eval_cmd, [str(hr_folder), "-m", "nosuchmodel"])

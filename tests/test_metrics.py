@@ -124,3 +124,66 @@ def test_sharpness_is_zero_on_flat_images_and_drops_with_blur():
     sharp_g, sharp_l = metrics.sharpness(detailed)
     blur_g, blur_l = metrics.sharpness(blurred)
     assert blur_g < sharp_g / 2 and blur_l < sharp_l / 2
+
+
+def _clip(values: list[float], shape: tuple[int, int] = (4, 4)) -> np.ndarray:
+    """(T, H, W) frames, each one flat grey level."""
+    return np.stack([np.full(shape, v, dtype=np.float64) for v in values])
+
+
+def test_temporal_error_hand_computed():
+    hr = _clip([100, 110, 120, 130])
+    # The output changes exactly as the original does (a constant offset is not a temporal error): 0.
+    assert metrics.temporal_error(hr + 7, hr) == 0
+    # A frozen output against an original that brightens 10 levels a frame: every pair misses 10 levels.
+    assert metrics.temporal_error(_clip([100] * 4), hr) == pytest.approx(10)
+    # An output that blinks by 6 over a still original: every change is +-6, and the error sees it.
+    still = _clip([100] * 4)
+    assert metrics.temporal_error(_clip([100, 106, 100, 106]), still) == pytest.approx(6)
+    # Pairs of different size are pooled as one RMS: sqrt((3^2 + 4^2) / 2), not (3 + 4) / 2.
+    assert metrics.temporal_error(_clip([0, 3, 7]), _clip([0, 0, 0])) == pytest.approx(math.sqrt(12.5))
+    # Within a pair the pixels pool too: differences 3, -4, 0, 0 give sqrt(25 / 4) = 2.5, flicker 7 / 4.
+    sr = np.zeros((2, 2, 2))
+    sr[1] = [[3, -4], [0, 0]]
+    meter = metrics.TemporalError()
+    for s, h in zip(sr, np.zeros((2, 2, 2))):
+        meter.update(s, h)
+    assert meter.pairs == 1 and meter.rms == pytest.approx(2.5) and meter.flicker == pytest.approx(1.75)
+
+
+def test_temporal_error_border_reset_and_bad_input():
+    hr = _clip([50, 50, 50], shape=(6, 6))
+    sr = hr.copy()
+    sr[1, 0, :] = 200  # a flash on the top row of the middle frame only
+    assert metrics.temporal_error(sr, hr) > 0
+    assert metrics.temporal_error(sr, hr, border=1) == 0  # it lies in the border
+    # reset() starts a new clip: the jump from one clip's last frame to the next one's first is not a pair.
+    meter = metrics.TemporalError()
+    for s, h in zip(_clip([10, 10]), _clip([10, 10])):
+        meter.update(s, h)
+    meter.reset()
+    for s, h in zip(_clip([200, 200]), _clip([10, 10])):
+        meter.update(s, h)
+    assert meter.pairs == 2 and meter.rms == 0
+    assert metrics.TemporalError().rms is None and metrics.TemporalError().flicker is None
+    with pytest.raises(ValueError, match="two frames"):
+        metrics.temporal_error(hr[:1], hr[:1])
+    with pytest.raises(ValueError):
+        metrics.temporal_error(hr, hr[:2])
+    with pytest.raises(ValueError, match="size changed"):
+        meter.update(np.zeros((3, 3)), np.zeros((3, 3)))
+
+
+def test_temporal_error_does_not_reward_blur():
+    # A bar moving 2 px a frame: a blurred copy changes less from frame to frame than the original (an output-only
+    # flicker figure would call that better) but misses part of the real change, so its temporal error is not 0.
+    frames = np.zeros((5, 16, 32))
+    for t in range(5):
+        frames[t, :, 4 + 2 * t : 8 + 2 * t] = 200
+    kernel = np.ones(5) / 5
+    blurred = np.stack([np.apply_along_axis(lambda r: np.convolve(r, kernel, mode="same"), 1, f) for f in frames])
+    output_change = np.sqrt(np.mean(np.diff(blurred, axis=0) ** 2))
+    hr_change = np.sqrt(np.mean(np.diff(frames, axis=0) ** 2))
+    assert output_change < hr_change
+    assert metrics.temporal_error(blurred, frames) > 0.3 * hr_change
+    assert metrics.temporal_error(frames, frames) == 0

@@ -253,7 +253,7 @@ def test_resume_with_an_existing_target_needs_overwrite_before_any_work(tmp_path
     assert out.read_bytes() == b"keep me" and not (tmp_path / STATE).exists()
 
 
-def test_every_sink_has_the_frame_sink_interface(tmp_path):
+def test_every_sink_has_the_frame_sink_interface(tmp_path, clip_mp4):
     # enhance_video talks to a sink only through FrameSink; each kind has every member, none a class-level default.
     import inspect
     from fractions import Fraction
@@ -264,12 +264,14 @@ def test_every_sink_has_the_frame_sink_interface(tmp_path):
 
     writer = video.VideoWriter(tmp_path / "out.mp4", width=32, height=32, time_base=Fraction(1, 25), fps=Fraction(25))
     state = ResumeState(tmp_path / "segmented.mp4", {"input": {}, "model": {}, "settings": {}}, ".mp4")
-    plan = SegmentPlan({}, [0, 1, 2, 3], 2, [0, 1], 0)
+    index = video.index_video(clip_mp4)
+    plan = SegmentPlan({}, index, (2, 6), 2, [0, 1], 0)
 
     def open_writer(path):
         return writer
 
-    sinks = [TargetSink(writer), SegmentSink(state, 2, open_writer, lambda *_: None),
+    sinks = [TargetSink(writer, index, (0, 12)),
+             SegmentSink(state, 2, open_writer, lambda *_: None, index, (0, 12), lambda path: None),
              WindowSink(plan, 1, 2, tmp_path, ".mp4", open_writer)]
     members = [name for name in dir(FrameSink) if not name.startswith("_")]
     try:
@@ -278,8 +280,8 @@ def test_every_sink_has_the_frame_sink_interface(tmp_path):
             for name in members:
                 static = inspect.getattr_static(type(sink), name, None)
                 assert static is None or callable(static) or isinstance(static, property), f"{type(sink)}.{name}"
-        assert [(s.reused, s.done_last_pts, s.frame_limit, s.finished) for s in sinks] == [
-            (0, None, None, False), (0, None, None, False), (0, 1, 2, False)]
+        assert [(s.reused, s.window, s.finished) for s in sinks] == [
+            (0, (0, 12), False), (0, (0, 12), False), (0, (4, 6), False)]
     finally:
         writer.abort()
         state.remove()

@@ -39,6 +39,7 @@ def test_wheel_installs_and_enhances_from_anywhere(tmp_path):
     wheel = next(dist.glob("vsr-*.whl"))
     with zipfile.ZipFile(wheel) as zf:
         assert "vsr/weights/srresnet_x4.pt" in zf.namelist()
+        assert {"vsr/weights/README.md", "vsr/weights/TRAINING_LOG.md"} <= set(zf.namelist())  # the card links the log
 
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", venv])

@@ -5,6 +5,11 @@ bicubic downscale the trainer uses (`data.bicubic_downscale`) or by the realisti
 metrics on the BT.601 Y channel with `scale` pixels of border cropped. The model runs exactly as `vsr enhance`
 runs it (`models.runner.Upscaler`: same precision, channels_last, uint8 in and out), so a precision's score here
 is the quality `enhance` delivers in that precision.
+
+A video is scored as footage: its frames reach the model in presentation order (a recurrent model carries its state
+from one to the next, as in `vsr enhance`), its LR is made run by run as one recorder would make it, and beside
+PSNR/SSIM comes the temporal error against the original (`metrics.TemporalError`). Images of a folder are unrelated,
+so a recurrent model forgets its state before each one.
 """
 
 from __future__ import annotations
@@ -72,6 +77,11 @@ class _Runner:
         if self.upscaler.precision.name != self.precision.name:  # the pipeline fell back to fp32 on a NaN/inf
             self.precision = self.upscaler.precision
         return sr[0] if single else sr
+
+    def reset(self) -> None:
+        """The next frames do not follow the last ones (a new image or clip): a recurrent model starts afresh."""
+        if self.upscaler is not None:
+            self.upscaler.reset_state()
 
 
 def _scores(sr: np.ndarray, bicubic: np.ndarray, hr: np.ndarray, border: int, name: str) -> dict:
@@ -160,6 +170,7 @@ def evaluate_folder(
             raise VsrError(f"{path.name}: {hr.shape[1]}x{hr.shape[0]} is smaller than the scale {scale}")
         lr = make_lr(hr, scale, np.random.default_rng([seed, index]))
         bicubic = data.bicubic_upscale(lr, scale)
+        runner.reset()
         sr = runner(lr)
         rows.append(_scores(sr, bicubic, hr, border, path.name))
         if on_image:
@@ -182,53 +193,62 @@ def evaluate_video(
     *,
     max_frames: int | None = None,
     batch_size: int = 4,
+    run_frames: int = 32,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
-    """Scores a model against bicubic on every frame of an HR video, plus a temporal-flicker figure.
+    """Scores a model against bicubic on every frame of an HR video, with the temporal error against the original.
 
-    Each frame is scored as an image of `evaluate_folder` (mod-crop, LR, Y channel, border). Flicker is the mean
-    absolute difference between the frame-to-frame change of the output and that of the HR video, on Y inside the
-    border: mean |(sr_t - sr_{t-1}) - (hr_t - hr_{t-1})|, in grey levels; 0 means the output moves exactly as the
-    original does, and an upscaler that invents detail differently in each frame scores high.
+    Each frame is scored as an image of `evaluate_folder` (mod-crop, LR, Y channel, border). The frames reach the
+    model in presentation order, `batch_size` at a time, so a recurrent model carries its state through the video.
+    The LR video is made ``run_frames`` consecutive frames at a time by `data.Degradation.degrade_clip`: the
+    realistic degradation draws one recorder per run (seeded by `seed` and the run's index) and codes the run as one
+    piece of footage, so inter-frame prediction is real; bicubic downscales each frame.
+
+    Temporal error ("temporal_error_y", the figure to compare): RMS on Y inside the border of
+    (sr_t - sr_{t-1}) - (hr_t - hr_{t-1}), in grey levels; 0 means the output changes exactly as the original does,
+    and it grows both for detail that flickers and for real motion the output blurs away. "flicker_y" is the older,
+    secondary figure: the mean absolute value of the same difference.
 
     Args:
         hr_video: the HR (reference) video.
-        model, scale, degrade, device, precision, border, seed: as `evaluate_folder` (the realistic degradation is
-            seeded per frame).
+        model, scale, degrade, device, precision, border, seed: as `evaluate_folder`.
         max_frames: score only the first N frames.
         batch_size: frames per model call.
+        run_frames: frames degraded together as one piece of footage.
         progress: called with the number of frames just scored.
 
     Returns:
-        `evaluate_folder`'s dict with "frames" (= "images"), per-frame rows named frame_000000..., "flicker_y" and
-        "bicubic_flicker_y" (None for a one-frame video).
+        `evaluate_folder`'s dict with "frames" (= "images"), per-frame rows named frame_000000..., and
+        "temporal_error_y", "bicubic_temporal_error_y", "flicker_y", "bicubic_flicker_y" (None for a one-frame video).
     """
     scale = int(scale or model.scale)
     border = scale if border is None else border
+    if batch_size < 1 or run_frames < 1:
+        raise VsrError("batch_size and run_frames must be at least 1")
     runner = _Runner(model, scale, device, precision)
     make_lr = _degrader(degrade)
     started = time.perf_counter()
     rows: list[dict] = []
-    flicker, bicubic_flicker = [], []
-    previous = None  # Y of the last frame's (hr, bicubic, sr), border-cropped
-    for batch in video.read_frames(hr_video, batch_size=batch_size):
+    temporal = {"model": metrics.TemporalError(border), "bicubic": metrics.TemporalError(border)}
+    runner.reset()
+    for run_index, batch in enumerate(video.read_frames(hr_video, batch_size=run_frames)):
         frames = batch.frames if max_frames is None else batch.frames[: max_frames - len(rows)]
         height, width = frames.shape[1:3]
         hrs = np.ascontiguousarray(frames[:, : height - height % scale, : width - width % scale])
-        lrs = np.stack([make_lr(hr, scale, np.random.default_rng([seed, len(rows) + i])) for i, hr in enumerate(hrs)])
-        srs = runner(lrs)
-        for hr, lr, sr in zip(hrs, lrs, srs):
-            bicubic = data.bicubic_upscale(lr, scale)
-            rows.append(_scores(sr, bicubic, hr, border, f"frame_{len(rows):06d}"))
-            current = tuple(metrics.crop_border(metrics.rgb_to_y(img), border) for img in (hr, bicubic, sr))
-            if previous is not None:
-                hr_change = current[0] - previous[0]
-                bicubic_flicker.append(float(np.mean(np.abs(current[1] - previous[1] - hr_change))))
-                flicker.append(float(np.mean(np.abs(current[2] - previous[2] - hr_change))))
-            previous = current
-        if progress:
-            progress(len(hrs))
+        if min(hrs.shape[1:3]) < scale:
+            raise VsrError(f"{hr_video}: {width}x{height} is smaller than the scale {scale}")
+        lrs = make_lr.degrade_clip(hrs, scale, np.random.default_rng([seed, run_index]))
+        for first in range(0, len(hrs), batch_size):
+            srs = runner(lrs[first : first + batch_size])
+            for hr, lr, sr in zip(hrs[first : first + batch_size], lrs[first : first + batch_size], srs):
+                bicubic = data.bicubic_upscale(lr, scale)
+                rows.append(_scores(sr, bicubic, hr, border, f"frame_{len(rows):06d}"))
+                hr_y = metrics.rgb_to_y(hr)
+                temporal["model"].update(metrics.rgb_to_y(sr), hr_y)
+                temporal["bicubic"].update(metrics.rgb_to_y(bicubic), hr_y)
+            if progress:
+                progress(len(srs))
         if max_frames is not None and len(rows) >= max_frames:
             break
     if not rows:
@@ -236,7 +256,9 @@ def evaluate_video(
     result = _summary(model, runner, scale, degrade, border, rows)
     result["video"] = str(hr_video)
     result["frames"] = len(rows)
-    result["flicker_y"] = float(np.mean(flicker)) if flicker else None
-    result["bicubic_flicker_y"] = float(np.mean(bicubic_flicker)) if bicubic_flicker else None
+    result["temporal_error_y"] = temporal["model"].rms
+    result["bicubic_temporal_error_y"] = temporal["bicubic"].rms
+    result["flicker_y"] = temporal["model"].flicker
+    result["bicubic_flicker_y"] = temporal["bicubic"].flicker
     result["seconds"] = time.perf_counter() - started
     return result

@@ -5,6 +5,11 @@ the LR image by antialiased bicubic downscaling, convert SR and HR to Y in [16, 
 ``scale`` pixels from every border, then compute PSNR with data range 255 and SSIM with an 11x11 Gaussian window
 (sigma 1.5, 'valid' borders) as MATLAB's ``ssim_index`` / BasicSR's ``calculate_ssim``.
 
+For video, :class:`TemporalError` measures how the output changes from frame to frame against how the original
+does: the RMS on Y of (SR_t - SR_t-1) - (HR_t - HR_t-1). Unlike an output-only flicker figure (how much the output
+changes), it does not reward a blurred or frozen output: missing the original's real motion counts as much as
+inventing motion it does not have.
+
 numpy only, so the evaluator and the tests need neither OpenCV nor scikit-image.
 """
 
@@ -14,7 +19,7 @@ import math
 
 import numpy as np
 
-__all__ = ["rgb_to_y", "psnr", "ssim", "mod_crop", "crop_border", "psnr_ssim_y"]
+__all__ = ["rgb_to_y", "psnr", "ssim", "mod_crop", "crop_border", "psnr_ssim_y", "TemporalError", "temporal_error"]
 
 # BT.601 "studio swing" luma for R, G, B in [0, 1], as MATLAB's rgb2ycbcr: Y in [16, 235].
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
@@ -164,3 +169,80 @@ def sharpness(y: np.ndarray) -> tuple[float, float]:
     gy = np.diff(y, axis=0)[:, :-1]
     laplacian = y[1:-1, :-2] + y[1:-1, 2:] + y[:-2, 1:-1] + y[2:, 1:-1] - 4 * y[1:-1, 1:-1]
     return float(np.mean(gx**2 + gy**2)), float(laplacian.var())
+
+
+class TemporalError:
+    """Temporal error against the truth, fed one frame at a time: RMS on Y of (SR_t - SR_t-1) - (HR_t - HR_t-1).
+
+    Pooled over every pixel of every frame pair (t >= 1), in grey levels of the 0..255 Y scale; 0 means the output
+    changes exactly as the original does. Frames must come in presentation order; :meth:`reset` between clips, so
+    that the first frame of the next one is not compared with the last of this one.
+
+    Beside it, ``flicker`` keeps the older, secondary figure: the mean absolute value of the same difference.
+
+    Args:
+        border: Pixels cropped from each side before comparing (the SR convention: the scale).
+    """
+
+    def __init__(self, border: int = 0) -> None:
+        self.border = border
+        self.pairs = 0
+        self._sum_sq = 0.0  # sum over pairs of the pair's mean squared difference
+        self._sum_abs = 0.0  # sum over pairs of the pair's mean absolute difference
+        self._previous: tuple[np.ndarray, np.ndarray] | None = None
+
+    def reset(self) -> None:
+        """Forgets the last frame: the next one starts a new clip (the pairs scored so far are kept)."""
+        self._previous = None
+
+    def update(self, sr_y: np.ndarray, hr_y: np.ndarray) -> None:
+        """Adds the next frame of the clip.
+
+        Args:
+            sr_y: (H, W) Y of the output frame, 0..255 scale (``rgb_to_y``), not yet border-cropped.
+            hr_y: (H, W) Y of the original frame, same shape.
+        """
+        sr, hr = _check_pair(sr_y, hr_y, self.border)
+        if self._previous is not None:
+            if self._previous[0].shape != sr.shape:
+                raise ValueError(f"frame size changed within a clip: {self._previous[0].shape} -> {sr.shape}")
+            diff = (sr - self._previous[0]) - (hr - self._previous[1])
+            self._sum_sq += float(np.mean(diff * diff))
+            self._sum_abs += float(np.mean(np.abs(diff)))
+            self.pairs += 1
+        self._previous = (sr, hr)
+
+    @property
+    def rms(self) -> float | None:
+        """The temporal error in grey levels (every pair has as many pixels, so the mean of the pairs' mean squares
+        is the pooled one); None before two frames of one clip were seen."""
+        return math.sqrt(self._sum_sq / self.pairs) if self.pairs else None
+
+    @property
+    def flicker(self) -> float | None:
+        """Mean |(SR_t - SR_t-1) - (HR_t - HR_t-1)| in grey levels, the secondary figure; None as :attr:`rms`."""
+        return self._sum_abs / self.pairs if self.pairs else None
+
+
+def temporal_error(sr_y: np.ndarray, hr_y: np.ndarray, border: int = 0) -> float:
+    """RMS on Y of (SR_t - SR_t-1) - (HR_t - HR_t-1) over one clip (see :class:`TemporalError`).
+
+    Args:
+        sr_y: (T, H, W) Y planes of the output frames in presentation order, 0..255 scale.
+        hr_y: (T, H, W) Y planes of the original frames.
+        border: Pixels cropped from each side before comparing.
+
+    Returns:
+        The error in grey levels.
+
+    Raises:
+        ValueError: fewer than two frames, or shapes that differ.
+    """
+    if len(sr_y) != len(hr_y):
+        raise ValueError(f"{len(sr_y)} output frames against {len(hr_y)} original frames")
+    if len(sr_y) < 2:
+        raise ValueError("a temporal error needs at least two frames")
+    meter = TemporalError(border)
+    for sr, hr in zip(sr_y, hr_y):
+        meter.update(sr, hr)
+    return meter.rms

@@ -10,12 +10,14 @@ runs the same command. Coordination is split in two, by what each part needs to 
   a file renamed into place once complete plus a small record (`resume.write_record`). Whatever a killed rank
   finished is therefore kept, and a rerun of the same command does only the segments that are missing.
 
-Rank 0 takes the state's lock (a second run on the same output refuses in one line), lists the frames' pts (one
-decode pass without the model, so segment boundaries are exactly those of a single-process ``--resume`` run with
-the same segment size), and hands the missing segments out in contiguous runs. Each rank decodes each of its runs
-from a keyframe seek before its first frame, dropping frames by pts up to the previous segment's last one (the
-seek-and-drop of ``--resume``), writes those segments, and checks each one's frame count and first/last pts
-against the list. After a barrier rank 0 merges the records into the manifest and joins, as ``--resume`` does.
+Rank 0 takes the state's lock (a second run on the same output refuses in one line), makes (or reuses) the input's
+frame index from its packets (`video.index_video`, kept in the state folder: no decode of the whole video), so
+segment boundaries are exactly those of a single-process ``--resume`` run with the same segment size, and hands
+the missing segments out in contiguous runs with the index. Each rank reads each of its runs as a window of the
+index (`video.read_frames`: from a keyframe early enough, each frame checked to be the one listed; a recurrent
+model starts a few frames early to warm its state), writes those segments with the segmenter of ``--resume``
+(`sinks.Segmenter`), each checked against the index. After a barrier rank 0 merges the records into the manifest
+and joins, and the joined file is checked against the index, as ``--resume`` does.
 
 A rank whose share fails still lets the others finish theirs; rank 0 then exits non-zero naming what is left.
 A rank killed outright makes torchrun stop the others (SIGTERM, which stops them as Ctrl-C does, keeping every
@@ -39,36 +41,34 @@ from vsr.errors import VsrError
 from vsr.pipeline.enhance import EnhanceResult, Interrupted, enhance_video
 from vsr.pipeline.plan import EnhanceConfig, OutputPlan, RunPlan
 from vsr.pipeline.ranks import Rank, gather_outcomes
-from vsr.pipeline.resume import RECORD_SUFFIX, ResumeState, Segment, segment_index, segment_name, state_dir, write_record
-from vsr.pipeline.sinks import SegmentSink, resume_parts
-
-def frame_index(input_path: Path, info: video.VideoInfo, cfg: EnhanceConfig) -> list[int]:
-    """The pts of every frame a run with ``cfg`` upscales, in order (decoded, without the model)."""
-    pts: list[int] = []
-    for batch in video.read_frames(input_path, 16, start=cfg.start, end=cfg.end, deinterlace=cfg.deinterlace,
-                                   info=info):
-        pts.extend(batch.pts)
-    return pts
-
+from vsr.pipeline.resume import RECORD_SUFFIX, ResumeState, segment_index, state_dir, write_record
+from vsr.pipeline.sinks import Segmenter, SegmentSink, output_check, resume_parts, run_index
 
 @dataclass
 class SegmentPlan:
-    """Rank 0's plan, sent to every rank: the frames' pts, the segment size and which segments are missing."""
+    """Rank 0's plan, sent to every rank: the input's frame index and the run's span of it, the segment size and
+    which segments are missing."""
 
     identity: dict
-    index: list[int]
+    index: video.FrameIndex | None
+    span: tuple[int, int]
     segment_frames: int
     missing: list[int]
     done_frames: int
     error: str | None = None
 
     @property
+    def times(self) -> list[int]:
+        """pts of the run's frames."""
+        return self.index.times[self.span[0] : self.span[1]] if self.index is not None else []
+
+    @property
     def count(self) -> int:
-        return -(-len(self.index) // self.segment_frames)
+        return -(-(self.span[1] - self.span[0]) // self.segment_frames)
 
     def bounds(self, k: int) -> tuple[int, int]:
         """First and one-past-last frame of segment ``k``."""
-        return k * self.segment_frames, min((k + 1) * self.segment_frames, len(self.index))
+        return k * self.segment_frames, min((k + 1) * self.segment_frames, self.span[1] - self.span[0])
 
     def share(self, me: Rank) -> list[tuple[int, int]]:
         """This rank's missing segments, a contiguous slice of them, as runs ``(first, one past last)``."""
@@ -84,59 +84,35 @@ class SegmentPlan:
 
 
 class WindowSink:
-    """Writes segments ``first`` .. ``stop - 1`` of a plan, each checked against the plan's pts, with a record each.
+    """Writes segments ``first`` .. ``stop - 1`` of a plan, each checked against the plan's index, with a record each.
 
-    A `vsr.pipeline.sinks.FrameSink`; ``done_last_pts`` and ``frame_limit`` bound what it decodes.
+    A `vsr.pipeline.sinks.FrameSink`; its ``window`` of the index is what it decodes.
     """
 
     def __init__(self, plan: SegmentPlan, first: int, stop: int, folder: Path, suffix: str,
                  open_writer: Callable[[Path], video.VideoWriter]):
-        self.plan, self.folder, self.suffix, self._open_writer = plan, folder, suffix, open_writer
+        self.plan = plan
+        self.index, self.span = plan.index, plan.span
         self.begin, self.end = plan.bounds(first)[0], plan.bounds(stop - 1)[1]
-        self.done_last_pts = plan.index[self.begin - 1] if self.begin else None
-        self.frame_limit = self.end - self.begin
+        self.window = (self.span[0] + self.begin, self.span[0] + self.end)
         self.reused = self.reused_segments = 0  # the plan leaves finished segments out of every window
         self.finished = False
-        self.warnings: list[str] = []
-        self._next = first
-        self._writer: video.VideoWriter | None = None
-        self._pts: list[int] = []
+        self._segments = Segmenter(plan.times, plan.bounds, first, folder, suffix, open_writer,
+                                   lambda segment: write_record(folder, segment))
+        self.warnings = self._segments.warnings
 
     def write(self, frames: np.ndarray, pts: list[int]) -> None:
-        i = 0
-        while i < len(pts):
-            lo, hi = self.plan.bounds(self._next)
-            if self._writer is None:
-                self._writer = self._open_writer(self.folder / segment_name(self._next, self.suffix))
-                self._pts = []
-            take = min(hi - lo - len(self._pts), len(pts) - i)
-            self._writer.write(frames[i : i + take], pts[i : i + take])
-            self._pts += [int(p) for p in pts[i : i + take]]
-            i += take
-            if len(self._pts) == hi - lo:
-                self._close_segment()
-
-    def _close_segment(self) -> None:
-        lo, hi = self.plan.bounds(self._next)
-        if self._pts != self.plan.index[lo:hi]:
-            raise VsrError(f"segment {self._next} decoded from its seek point does not start and end on the frames "
-                           "of the whole-file decode; this file cannot be split, run it in one process")
-        writer, self._writer = self._writer, None
-        writer.close()  # temp + rename: the segment file exists only once complete
-        self.warnings += [w for w in getattr(writer, "warnings", []) if w not in self.warnings]
-        write_record(self.folder, Segment(writer.path.name, hi - lo, self._pts[0], self._pts[-1]))
-        self._next += 1
+        self._segments.write(frames, pts)
 
     def finish(self, frames_in: int, last_pts_in: int | None, target: Path, overwrite: bool) -> tuple[int, int | None]:
-        if frames_in != self.frame_limit or last_pts_in != self.plan.index[self.end - 1]:
+        expected = self.plan.times[self.end - 1]
+        if frames_in != self.end - self.begin or last_pts_in != expected or self._segments.writer is not None:
             raise VsrError(f"decoded {frames_in} frames ending at pts {last_pts_in} for frames {self.begin}-"
-                           f"{self.end - 1}, expected {self.frame_limit} ending at {self.plan.index[self.end - 1]}")
+                           f"{self.end - 1}, expected {self.end - self.begin} ending at {expected}")
         return frames_in, last_pts_in
 
     def abort(self) -> None:
-        if self._writer is not None:
-            self._writer.abort()
-            self._writer = None
+        self._segments.abort()
 
     def describe(self) -> str:
         return "finished segments kept"
@@ -236,22 +212,23 @@ class _Run:
         target = run.output_path
         suffix = video.segment_suffix(target)
         if not self.planned:
-            self._plan(parts, target, suffix, run.info, run.upscaler, run.output)
+            self._plan(parts, target, suffix, run)
         if not self.runs:
             raise _NoWindow
         first, stop = self.runs.pop(0)
         return WindowSink(self.plan, first, stop, state_dir(target), suffix, parts.open_writer)
 
-    def _plan(self, parts, target, suffix, info, upscaler, output_plan) -> None:
+    def _plan(self, parts, target, suffix, run: RunPlan) -> None:
         """Rank 0 makes the plan and sends it; the others receive it (a collective: every rank comes here once)."""
         message = [None]
         if self.me.main:
             try:
-                message[0] = self._make_plan(parts, target, suffix, info)
+                message[0] = self._make_plan(parts, target, suffix, run)
             except VsrError as err:
-                message[0] = SegmentPlan({}, [], 1, [], 0, error=str(err))
+                message[0] = SegmentPlan({}, None, (0, 0), 1, [], 0, error=str(err))
             except Exception as err:  # noqa: BLE001 - the other ranks wait for this message
-                message[0] = SegmentPlan({}, [], 1, [], 0, error=f"{type(err).__name__}: {err}".splitlines()[0])
+                message[0] = SegmentPlan({}, None, (0, 0), 1, [], 0,
+                                         error=f"{type(err).__name__}: {err}".splitlines()[0])
         dist.broadcast_object_list(message, src=0)
         plan: SegmentPlan = message[0]
         self.planned = plan.error is None
@@ -260,25 +237,26 @@ class _Run:
         if plan.identity != parts.identity:
             raise VsrError("this rank's input, model or settings differ from rank 0's (same files on every node?)")
         self.plan, self.runs = plan, plan.share(self.me)
-        self.facts = {"join": parts.join, "open_writer": parts.open_writer, "target": target, "info": info,
-                      "upscaler": upscaler, "output_plan": output_plan}
+        self.facts = {"join": parts.join, "open_writer": parts.open_writer, "target": target, "run": run}
         if self.me.main and self.on_start:
-            self.on_start(Started(info, upscaler.precision, upscaler.device, output_plan, len(plan.index),
+            self.on_start(Started(run.info, run.upscaler.precision, run.upscaler.device, run.output, len(plan.times),
                                   plan.done_frames, plan.count, len(plan.missing)))
             self.show_progress()
 
-    def _make_plan(self, parts, target, suffix, info) -> SegmentPlan:
+    def _make_plan(self, parts, target, suffix, run: RunPlan) -> SegmentPlan:
         video.check_output_path(target, self.input_path, self.cfg.overwrite)
         self.state = ResumeState(target, parts.identity, suffix, sparse=True)
-        index = frame_index(self.input_path, info, self.cfg)
-        if not index:
-            raise VsrError(f"no frames decoded from {self.input_path} in the chosen range")
-        plan = SegmentPlan(parts.identity, index, parts.segment_frames, [], 0)
+        index = run_index(run, self.state.dir)
+        span = index.span(self.cfg.start, self.cfg.end)
+        if span[0] == span[1]:
+            raise VsrError(f"no frames in {self.input_path} in the chosen range")
+        plan = SegmentPlan(parts.identity, index, span, parts.segment_frames, [], 0)
+        times = plan.times
         done = set()
         for seg in self.state.segments:
             k = segment_index(seg.file)
             lo, hi = plan.bounds(k) if k < plan.count else (0, 0)
-            if hi <= lo or (seg.frames, seg.first_pts, seg.last_pts) != (hi - lo, index[lo], index[hi - 1]):
+            if hi <= lo or (seg.frames, seg.first_pts, seg.last_pts) != (hi - lo, times[lo], times[hi - 1]):
                 raise VsrError(f"resume state {self.state.dir} holds segments of another size than "
                                f"{plan.segment_frames} frames; rerun with the same --segment-frames, or delete that "
                                "folder to start over")
@@ -327,14 +305,16 @@ class _Run:
             self.state.release()
             raise VsrError("; ".join(failures + [self.left()]))
         plan, facts = self.plan, self.facts
-        sink = SegmentSink(self.state, plan.segment_frames, facts["open_writer"], facts["join"])
-        frames_out, last_pts_out = sink.finish(len(plan.index), plan.index[-1], facts["target"], self.cfg.overwrite)
-        upscaler, output_plan = facts["upscaler"], facts["output_plan"]
+        run, target, times = facts["run"], facts["target"], plan.times
+        sink = SegmentSink(self.state, plan.segment_frames, facts["open_writer"], facts["join"], plan.index,
+                           plan.span, output_check(run, plan.index, plan.span, target))
+        frames_out, last_pts_out = sink.finish(len(times), times[-1], target, self.cfg.overwrite)
+        upscaler, output_plan = run.upscaler, run.output
         return EnhanceResult(
-            output=str(facts["target"]), frames_in=len(plan.index), frames_out=frames_out,
+            output=str(target), frames_in=len(times), frames_out=frames_out,
             seconds=time.perf_counter() - self.started, device=f"{upscaler.device} x {self.me.world} ranks",
             precision=upscaler.precision.name, precision_reason=upscaler.precision.reason,
             width=output_plan.width, height=output_plan.height, notes=list(sink.warnings),
-            last_pts_in=plan.index[-1], last_pts_out=last_pts_out, time_base=output_plan.time_base,
+            last_pts_in=times[-1], last_pts_out=last_pts_out, time_base=output_plan.time_base,
             reused_frames=plan.done_frames,
         )

@@ -1,9 +1,10 @@
 """enhance_video: decode thread -> bounded queue -> device -> model -> host -> bounded queue -> encode thread.
 
 A run goes through its stages in order: plan (`vsr.pipeline.plan`: probe, sizes, precision, memory fit, encoder
-settings) -> sink (`vsr.pipeline.sinks`: the target, or resume segments) -> open the input from the first frame the
-sink still needs -> run the three stages until the input ends -> finish (the sink checks frames and last pts in ==
-out before the output is let onto the target path). Every batch carries its pts through unchanged.
+settings) -> sink (`vsr.pipeline.sinks`: the target, or resume segments, with the input's frame index) -> read the
+window of the index the sink still needs (from a few frames earlier where a recurrent model needs to warm up) ->
+run the three stages until the window ends -> finish (the sink checks the output, read back, against the index's
+frames before it is let onto the target path). Every batch carries its pts through unchanged.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from vsr import video
 from vsr.errors import VsrError
 from vsr.pipeline.plan import EnhanceConfig, OutputPlan, RunPlan, check_config, plan_run
 from vsr.pipeline.sinks import FrameSink, open_sink
-from vsr.pipeline.stages import DONE, HostBuffers, get, put, start_thread, yield_cpu_to_model
+from vsr.pipeline.stages import DONE, Batch, HostBuffers, get, put, start_thread, yield_cpu_to_model
 from vsr.precision import Precision
 
 _TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.uint16}
@@ -100,8 +101,8 @@ def enhance_video(
         on_start: called once with the probe, the chosen precision and device, and the :class:`OutputPlan`
             (the CLI prints them).
         sink_factory: makes the sink frames go to from the run's plan, instead of the target or the resume segments
-            (`vsr.pipeline.distributed` writes a window of segments). A sink's ``done_last_pts`` and
-            ``frame_limit`` make the decoder start after that pts and stop after that many frames.
+            (`vsr.pipeline.distributed` writes a window of segments). A sink's ``window`` of its ``index`` is
+            what the decoder gives it.
 
     Returns:
         What was done. Raises VsrError on any failure and `Interrupted` on Ctrl-C, leaving nothing at the target.
@@ -119,7 +120,9 @@ def enhance_video(
             progress(sink.reused)
         stages.run()
         frames_in = sink.reused + stages.frames_in
-        last_pts_in = stages.last_pts_in if stages.last_pts_in is not None else sink.done_last_pts
+        last_pts_in = stages.last_pts_in
+        if last_pts_in is None and sink.window[0] > sink.span[0]:  # every frame was done by an earlier run
+            last_pts_in = sink.index.times[sink.window[0] - 1]
         if frames_in == 0:
             raise VsrError(f"no frames decoded from {plan.input_path} in the chosen range")
         frames_out, last_pts_out = sink.finish(frames_in, last_pts_in, plan.output_path, cfg.overwrite)
@@ -154,35 +157,24 @@ def enhance_video(
     )
 
 
-def read_window(plan: RunPlan, sink: FrameSink, alloc: Callable | None = None) -> Iterator[video.FrameBatch]:
-    """The input's frame batches from the first frame ``sink`` still needs up to its ``frame_limit``.
+def read_window(plan: RunPlan, sink: FrameSink, alloc: Callable | None = None) -> Iterator[Batch]:
+    """The frames of ``sink``'s window, in batches: a window of the input's frame index, decoded exactly.
 
-    Closing the generator closes the input.
+    A window that starts after the video's first frame begins up to ``model.warmup_frames`` frames earlier, marked
+    as warm-up frames: they go through the model and are dropped, so that a recurrent model's state is about what
+    it is at that frame of a run over the whole video (for a --resume segment, a torchrun rank's share and an
+    excerpt alike). Closing the generator closes the input.
     """
-    cfg, info = plan.cfg, plan.info
-    skip_until, limit = sink.done_last_pts, sink.frame_limit
-    start = cfg.start
-    if skip_until is not None:
-        # Seek near the first unfinished frame; frames up to the last finished pts are dropped exactly, by pts.
-        origin = info.start_time or 0
-        start = max(cfg.start or 0.0, float(skip_until * plan.output.time_base - origin * info.time_base))
-    batches = video.read_frames(plan.input_path, plan.output.batch_size, start=start, end=cfg.end, depth=plan.depth,
-                                deinterlace=cfg.deinterlace, info=info, alloc=alloc)
-    taken = 0
+    cfg, index = plan.cfg, sink.index
+    first, stop = sink.window
+    warmup = max(0, min(int(getattr(plan.model, "warmup_frames", 0) or 0), first))
+    batches = video.read_frames(plan.input_path, plan.output.batch_size, depth=plan.depth, deinterlace=cfg.deinterlace,
+                                info=plan.info, alloc=alloc, index=index, window=(first - warmup, stop))
     try:
         for batch in batches:
-            if skip_until is not None and batch.pts[0] <= skip_until:
-                keep = [i for i, p in enumerate(batch.pts) if p > skip_until]
-                if not keep:
-                    continue
-                batch = video.FrameBatch(np.ascontiguousarray(batch.frames[keep[0] :]), batch.pts[keep[0] :],
-                                         batch.time_base)
-            if limit is not None and taken + len(batch.pts) >= limit:
-                take = limit - taken
-                yield video.FrameBatch(batch.frames[:take], batch.pts[:take], batch.time_base)
-                return
-            taken += len(batch.pts)
-            yield batch
+            warm = min(warmup, len(batch.pts))
+            warmup -= warm
+            yield Batch(batch.frames, batch.pts, warm)
     finally:
         batches.close()  # closes the input now, also when stopped early
 
@@ -215,6 +207,7 @@ class _Stages:
             frame_dtype = torch.uint16 if plan.depth == 16 else torch.uint8
             out_shape = (plan.output.batch_size, plan.output.height, plan.output.width, 3)
             self.out_buffers = HostBuffers(plan.queued + 2, out_shape, frame_dtype, pinned=True)
+        self.upscaler.reset_state()  # a new window: nothing before it went through the model in this run
         self.decoder, self.decode_errors = start_thread(self.decode, self.stop)
         self.encoder, self.encode_errors = start_thread(self.encode, self.stop)
         while True:
@@ -224,7 +217,7 @@ class _Stages:
             if self.cuda:
                 item = self.launch_on_device(batch)
             else:
-                item = (self.upscaler(torch.from_numpy(batch.frames)).numpy(), batch.pts, None, None, None, None)
+                item = Batch(self.upscaler(torch.from_numpy(batch.frames)).numpy(), batch.pts, batch.warmup)
             if not put(self.upscaled, item, self.stop):
                 break
         if self.decode_errors:
@@ -251,7 +244,7 @@ class _Stages:
         alloc = self.pinned_array if self.cuda else None
         with contextlib.closing(read_window(self.plan, self.sink, alloc)) as batches:
             for batch in batches:
-                self.frames_in += len(batch.pts)
+                self.frames_in += len(batch.pts) - batch.warmup
                 self.last_pts_in = batch.pts[-1]
                 if not put(self.decoded, batch, self.stop):
                     return
@@ -262,7 +255,7 @@ class _Stages:
         # CUDA: decoded frames are written once, into pinned memory the H2D copy reads asynchronously.
         return torch.empty(shape, dtype=_TORCH_DTYPES[np.dtype(dtype)], pin_memory=True).numpy()
 
-    def launch_on_device(self, batch: video.FrameBatch) -> tuple:
+    def launch_on_device(self, batch: Batch) -> Batch:
         """Copies a batch to the device and starts the model on it; returns the encode queue's item."""
         device = self.device
         frames = torch.from_numpy(batch.frames)
@@ -296,7 +289,8 @@ class _Stages:
             ready = torch.cuda.Event(blocking=True)
             ready.record(self.download_stream)
         sr.record_stream(self.download_stream)  # sr's memory is not reused before the copy has read it
-        return host.numpy(), batch.pts, ready, buf, finite_host, frames if finite is not None else None
+        held = frames if finite is not None else None
+        return Batch(host.numpy(), batch.pts, batch.warmup, ready, buf, finite_host, held)
 
     def redo_in_fp32(self, held: torch.Tensor) -> np.ndarray:
         with self.model_lock, torch.cuda.device(self.device):
@@ -309,13 +303,15 @@ class _Stages:
             item = get(self.upscaled, self.stop)
             if item is DONE or self.stop.is_set():
                 return
-            frames, pts, ready, buf, finite, held = item
-            if ready is not None:
-                ready.synchronize()  # the D2H copy into this pinned buffer (and of the finiteness flag) has landed
-            if finite is not None and not finite.item():
-                frames = self.redo_in_fp32(held)  # the batch's input frames were kept on the device for this
-            self.sink.write(frames, pts)
-            if buf is not None:
-                self.out_buffers.give(buf)
-            if self.progress:
+            frames = item.frames
+            if item.ready is not None:
+                item.ready.synchronize()  # the D2H copy into this pinned buffer (and of the finiteness flag) has landed
+            if item.finite is not None and not item.finite.item():
+                frames = self.redo_in_fp32(item.held)  # the batch's input frames were kept on the device for this
+            pts = item.pts[item.warmup :]  # warm-up frames only fed a recurrent model's state
+            if pts:
+                self.sink.write(frames[item.warmup :], pts)
+            if item.buffer is not None:
+                self.out_buffers.give(item.buffer)
+            if self.progress and pts:
                 self.progress(len(pts))

@@ -1,19 +1,21 @@
 """`--resume`: encode a video as segments in a state folder beside the target, so a killed run can continue.
 
-The state folder is ``.<target name>.vsr-resume/`` beside the target. It holds ``manifest.json``, a ``lock`` and
-the finished segments ``seg-00000.mp4``, ``seg-00001.mp4``, ... (``.mov`` for non-MP4 targets: see
-`video.segment_suffix`). Each segment is our own encode of ``segment_frames`` consecutive frames (video only,
-original pts), written by `VideoWriter` to a temp file and renamed, so a segment file that exists is complete; the
-manifest is rewritten (temp + rename) after each one, so it never names a partial file. This module keeps the
-state; `vsr.pipeline.sinks.SegmentSink` writes the segments into it and joins them.
+The state folder is ``.<target name>.vsr-resume/`` beside the target. It holds ``manifest.json``, a ``lock``, the
+input's frame index ``index.json`` (every frame's pts, from its packets: `video.index_video`) and the finished
+segments ``seg-00000.mp4``, ``seg-00001.mp4``, ... (``.mov`` for non-MP4 targets: see `video.segment_suffix`). Each
+segment is our own encode of ``segment_frames`` consecutive frames (video only, original pts), written by
+`VideoWriter` to a temp file and renamed, so a segment file that exists is complete; the manifest is rewritten
+(temp + rename) after each one, so it never names a partial file. This module keeps the state;
+`vsr.pipeline.sinks.SegmentSink` writes the segments into it and joins them.
 
 A later run with ``--resume`` checks that the input (path, size, mtime), the model (a hash of its weights) and every
 setting that changes the segments' content are those of the manifest, and refuses with one line naming the first
 difference otherwise: finished work is never thrown away behind the user's back (deleting the folder starts over).
-It then decodes from the last finished frame on, dropping frames by pts up to it, and redoes only the unfinished
+It then decodes from the frame after the last finished one (a window of the index: from a keyframe early enough
+that this frame is certainly decoded, checked to be the one the index lists), and redoes only the unfinished
 segment. When every frame is done, `video.join_segments` remuxes the segments and the source's other streams into
-a file inside the state folder; that file is checked (frame count and last pts) and renamed onto the target, and
-the state folder is removed. The target path therefore only ever appears complete.
+a file inside the state folder; that file is checked against the index (every frame's pts, read back from its
+packets) and renamed onto the target, and the state folder is removed. The target path only ever appears complete.
 
 Distributed runs (`vsr.pipeline.distributed`) write segments out of order from several processes: each finished
 segment also gets a record ``seg-NNNNN.json`` (`write_record`, temp + rename, after its video file), since only
@@ -38,6 +40,7 @@ from vsr.atomic import atomic_write
 from vsr.errors import VsrError
 
 MANIFEST = "manifest.json"
+INDEX = "index.json"  # the input's frame index (`video.FrameIndex`), kept so that a rerun need not demux again
 VERSION = 1
 RECORD_SUFFIX = ".json"
 
@@ -194,7 +197,7 @@ class ResumeState:
 
     def _remove_strays(self) -> None:
         """Deletes what a killed run left half done: temp files, segments the manifest does not list, a partial join."""
-        keep = {MANIFEST, "lock"} | {seg.file for seg in self.segments}
+        keep = {MANIFEST, INDEX, "lock"} | {seg.file for seg in self.segments}
         for entry in self.dir.iterdir():
             if entry.name not in keep:
                 if entry.is_dir():

@@ -7,10 +7,32 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 DONE = object()  # end-of-stream marker on the queues
+
+
+@dataclass
+class Batch:
+    """One batch on a queue between two stages: consecutive frames in presentation order with their pts.
+
+    The first ``warmup`` frames only bring a recurrent model's state up to date (a window that starts after the
+    run's first frame begins that many frames early); the encode stage drops them before the sink. On CUDA, the
+    model stage also hands over what the encode stage waits for: ``ready`` (event: the copy into the pinned
+    ``buffer`` has landed), ``finite`` (a pinned flag, False when the output must be redone in fp32) and ``held``
+    (the input frames on the device, for that redo).
+    """
+
+    frames: np.ndarray
+    pts: list[int]
+    warmup: int = 0
+    ready: torch.cuda.Event | None = None
+    buffer: torch.Tensor | None = None
+    finite: torch.Tensor | None = None
+    held: torch.Tensor | None = None
 
 
 def start_thread(target, stop: threading.Event) -> tuple[threading.Thread, list[BaseException]]:

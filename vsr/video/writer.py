@@ -5,7 +5,7 @@ every other stream of the source (see :mod:`vsr.video.streams`), checks the resu
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from fractions import Fraction
 from pathlib import Path
@@ -90,7 +90,8 @@ class VideoWriter:
                  color_primaries: str | None = None, color_trc: str | None = None, rotation: int = 0,
                  start: float | None = None, end: float | None = None, options: dict[str, str] | None = None,
                  verify: bool = True, sample_aspect_ratio: Fraction | None = None, rebase: bool = False,
-                 container: str | None = None):
+                 container: str | None = None, check: Callable[[Path], None] | None = None,
+                 rebase_at: int | None = None):
         """Check the options, create the temp file and open the encoder (and the source).
 
         Args:
@@ -130,6 +131,10 @@ class VideoWriter:
                 :attr:`first_pts`/:attr:`last_pts` stay on the source's clock.
             container: The extension whose encoder rules apply (see :func:`~vsr.video.codecs.encoder_options`);
                 None for ``path``'s own.
+            rebase_at: With ``rebase``, the pts that becomes 0 (the excerpt's first frame, as the source's index
+                lists it) instead of the first frame written, so a missing first frame shows as one.
+            check: Called on :meth:`close` with the finished temp file before it is renamed onto ``path``; raises
+                VsrError to discard it (e.g. :func:`~vsr.video.index.check_times` against the source's index).
         """
         self.path = Path(path)
         self.time_base = Fraction(time_base)
@@ -137,6 +142,8 @@ class VideoWriter:
         self.warnings: list[str] = []
         self.summary: VideoSummary | None = None
         self._verify = verify
+        self._check = check
+        self._rebase_at = rebase_at
         self._closed = False
         self._last_pts: int | None = None
         self._first_pts: int | None = None
@@ -183,6 +190,9 @@ class VideoWriter:
             # in frames (PyAV rebases each frame's pts); the others get the input's own clock.
             frame_clock = codec in ("mpeg2video", "mpeg1video", "mpeg4") and fps
             self._stream.codec_context.time_base = 1 / fps.limit_denominator(65535) if frame_clock else self.time_base
+            # Counting in frames from the first frame keeps a start off the frame grid (a DVD at 0.54 s, 25 fps)
+            # exact: the first frame's time is added back to each packet (see _mux_video).
+            self._clock_offset = 0 if frame_clock else None
             if sample_aspect_ratio and sample_aspect_ratio != 1:
                 # In the bitstream (H.264 VUI, MPEG-2 sequence header), from which the muxer also takes it.
                 self._stream.codec_context.sample_aspect_ratio = Fraction(sample_aspect_ratio)
@@ -219,6 +229,14 @@ class VideoWriter:
 
     def _mux_video(self, packets, last: bool = False) -> None:
         """Mux encoded packets; the first ones wait until the encode is past :data:`SHORT_ENCODE` frames."""
+        if self._clock_offset:
+            stream_tb = self._stream.time_base
+            for packet in packets:
+                for name in ("pts", "dts"):
+                    value = getattr(packet, name)
+                    if value is not None:
+                        setattr(packet, name, round((value * packet.time_base + self._clock_offset) / stream_tb))
+                packet.time_base = stream_tb
         if self._held_video is None:
             self._out.mux(packets)
             return
@@ -261,8 +279,12 @@ class VideoWriter:
                                    dst_color_range=self._sws.get("range"), interpolation=SWS_QUALITY)
             if self._first_pts is None:
                 self._first_pts = p
-                self._shift = p if self._rebase else 0
+                self._shift = (p if self._rebase_at is None else self._rebase_at) if self._rebase else 0
             frame.pts, frame.time_base = p - self._shift, self.time_base
+            if self._clock_offset is not None:
+                if self.frames_written == 0:
+                    self._clock_offset = frame.pts * self.time_base  # seconds, added back to the packets
+                frame.pts -= round(self._clock_offset / self.time_base)
             try:
                 packets = self._stream.encode(frame)
                 if self._last_pts is not None and self._frame_step is None:
@@ -292,6 +314,8 @@ class VideoWriter:
                 check_summary(self.summary, self.path, frames=self.frames_written,
                               first_pts=self._first_pts - self._shift, last_pts=self._last_pts - self._shift,
                               time_base=self.time_base, exact=exact_times(self.path))
+            if self._check is not None:
+                self._check(self.temp_path)
             os.replace(self.temp_path, self.path)
         except BaseException as err:
             self.abort()
