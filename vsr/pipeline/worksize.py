@@ -23,7 +23,7 @@ from torch import nn
 from vsr.models import Bicubic
 from vsr.pipeline.memory import activation_width, available_memory, estimate_batch_bytes, fit_memory, format_size
 
-# The estimated peak of one model call plus the frames queued around it is kept under this, so that a run's RSS
+# On CPU the estimated peak of one model call plus the frames queued around it is kept under this, so that a run's RSS
 # (this, the ~0.6 GB of the imported libraries and the encoder's own buffers) stays under 4 GB at any frame size.
 WORK_MEMORY = 2 * 2**30
 # LR pixels per call below which frames are batched: smaller calls leave the matrix units and threads underfed.
@@ -168,8 +168,12 @@ def choose_work_size(
         side = min(tile + 2 * pad, height) * min(tile + 2 * pad, width)
         return fit(batch or max(1, min(MAX_BATCH, target // side)), tile, "tiles as asked")
     available, source = available_memory(device, limit)
-    budget, source = ((available, f"of {source}") if available is not None and available < WORK_MEMORY
-                      else (WORK_MEMORY, "work budget"))
+    # On CPU the activations are the process's RSS, kept under the work budget; on CUDA they live in the device's
+    # memory, and what is free there is the bound.
+    if available is not None and (available < WORK_MEMORY or device.type != "cpu"):
+        budget, source = available, f"of {source}"
+    else:
+        budget, source = WORK_MEMORY, "work budget"
     queued = queued_batches if device.type == "cpu" else 0
     act = activation_width(runs)
 
