@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from vsr import cli_distributed
+from vsr import cli_compare, cli_distributed
 from vsr.cli_models import list_models_cmd
 from vsr.cli_options import threads_option
 from vsr.cli_train import click_error, eval_cmd, load_cli_model, model_given, prepare_cmd, train_cmd
@@ -154,9 +154,11 @@ def _raise_interrupt(signum, frame):
 @click.option("--height", "out_height", type=click.IntRange(1), default=None, help="Output height in pixels; alone, the width keeps the aspect ratio.  [default: input height x scale]")
 @click.option("-e", "--encoder-opt", "encoder_opts", multiple=True, metavar="KEY=VALUE", help="Encoder option passed to FFmpeg as is (repeatable), e.g. -e crf=17 -e tune=film, -e x265-params=aq-mode=3, -e svtav1-params=film-grain=8; checked before any work.")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality of image outputs (100 on WebP: lossless).")
+@click.option("--estimate", is_flag=True, help="Measure a few seconds of the input and print the time and output size of the whole file (or folder), writing nothing.")
+@click.option("--generative", type=click.Choice(["yes", "no"]), default=None, help="Whether the weights were trained with an adversarial (GAN) loss, recorded in the output's provenance tags.  [default: what the weights' meta says; unknown for other projects' files]")
 @threads_option
 @click.pass_context
-def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, batch_size, tile, tile_pad, codec, crf, preset, pix_fmt, start, end, keep_timestamps, deinterlace, square_pixels, no_audio, no_subtitles, overwrite, resume, segment_frames, outscale, out_width, out_height, encoder_opts, quality, threads):
+def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, batch_size, tile, tile_pad, codec, crf, preset, pix_fmt, start, end, keep_timestamps, deinterlace, square_pixels, no_audio, no_subtitles, overwrite, resume, segment_frames, outscale, out_width, out_height, encoder_opts, quality, estimate, generative, threads):
     """Upscale a video (or an image, or every video/image in a folder) with a super-resolution model.
 
     Every frame is kept with its timestamp (checked at the end: frames in = frames out, last pts equal), and audio,
@@ -195,6 +197,12 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
                          model_given(ctx))
     scale = int(net.scale)
     tag = f"{outscale:g}" if outscale else str(scale)
+    if generative:  # the user's word on a file that does not say (vsr.provenance)
+        net.meta = {**(getattr(net, "meta", None) or {}), "generative": generative}
+    if estimate:
+        set_cpu_threads(threads)
+        cli_compare.print_estimate(input, output, net, cfg, _media_in(input, tag) if input.is_dir() else None)
+        return
     # `kill` (SIGTERM) stops as cleanly as Ctrl-C: temp files removed, resume state kept.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
     from vsr.pipeline import ranks
@@ -281,9 +289,12 @@ def _enhance_one(path: Path, output: Path | None, net, cfg, show_progress: bool 
             total *= 2
         bar = tqdm(total=total or None, unit="frame", desc="enhance", dynamic_ncols=True, file=sys.stderr,
                    disable=not show_progress)
+        clock.append(cli_compare.RunEstimate(bar, total))
 
+    clock = []  # the expected duration, printed once known and kept in the bar (vsr.estimate.RunClock)
     try:
-        result = pipeline.enhance_video(path, output, net, cfg, progress=lambda n: bar.update(n), on_start=on_start)
+        result = pipeline.enhance_video(path, output, net, cfg, progress=lambda n: clock[0].update(n),
+                                        on_start=on_start)
     finally:
         if bar is not None:
             bar.close()
@@ -351,6 +362,8 @@ cli.add_command(list_models_cmd, "models")
 cli.add_command(train_cmd, "train")
 cli.add_command(eval_cmd, "eval")
 cli.add_command(prepare_cmd, "prepare")
+cli.add_command(cli_compare.compare_cmd, "compare")
+cli.add_command(cli_compare.info_cmd, "info")
 
 
 def main() -> None:

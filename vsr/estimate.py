@@ -1,0 +1,194 @@
+"""How long a run will take and how large its output will be, before the work.
+
+- :class:`RunClock`: during a run, the expected total time from the frames done so far (the rate over the later
+  half of them: the first batches also pay for start-up and for filling the pipeline).
+- :func:`estimate_video` / :func:`estimate_image` / :func:`estimate_files`: ``vsr enhance --estimate``: a few
+  seconds of the input go through the normal pipeline into a temporary folder, and the time per frame and the
+  bytes per second measured there are scaled to the whole input. Nothing is written beside the input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from vsr import video
+from vsr.errors import VsrError
+from vsr.pipeline import EnhanceConfig, default_output_path, enhance_video, upscale_image
+
+SAMPLE_SECONDS = 3.0  # of video measured by --estimate
+
+
+class RunClock:
+    """Predicts a run's total duration from its progress.
+
+    Args:
+        total_frames: frames the run will write (None: unknown, then only the rate is known).
+        clock: seconds, monotonic (tests pass their own).
+    """
+
+    def __init__(self, total_frames: int | None, clock: Callable[[], float] = time.perf_counter):
+        self.total = total_frames
+        self.clock = clock
+        self.started = clock()
+        self.done = 0
+        self.points: list[tuple[float, int]] = []  # (elapsed, frames done) at each update
+
+    def update(self, frames: int) -> None:
+        """Records ``frames`` more frames written now."""
+        self.done += frames
+        self.points.append((self.clock() - self.started, self.done))
+
+    @property
+    def per_frame(self) -> float | None:
+        """Seconds per frame over the later half of the frames done so far (never counting the first batch, which
+        pays for start-up); None until a second batch is done."""
+        if len(self.points) < 2:
+            return None
+        last = self.points[-1]
+        ref = next((p for p in self.points[:-1] if p[1] >= last[1] / 2), self.points[-2])
+        if last[1] <= ref[1]:
+            return None
+        return (last[0] - ref[0]) / (last[1] - ref[1])
+
+    def expected_total(self) -> float | None:
+        """The whole run's expected duration in seconds (elapsed + frames left at the steady rate); None until
+        the rate is known, or when the frame count is."""
+        rate = self.per_frame
+        if rate is None or not self.total:
+            return None
+        return self.points[-1][0] + max(0, self.total - self.done) * rate
+
+
+def format_duration(seconds: float) -> str:
+    """3725.0 -> '1 h 02 min', 125.0 -> '2 min 05 s', 7.25 -> '7.2 s'."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    return f"{hours / 24:.1f} days"
+
+
+def format_size(size: float) -> str:
+    """Bytes as '812 kB', '1.4 GB'."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.3g} {unit}"
+        size /= 1000
+    return f"{size:.3g} TB"
+
+
+def range_frames(info: video.VideoInfo, start: float | None, end: float | None) -> tuple[int | None, float | None]:
+    """Frames and seconds in ``[start, end)`` of a probed video (None where the file does not say)."""
+    duration = info.duration if info.duration is not None else (info.frames / float(info.fps)
+                                                                 if info.frames and info.fps else None)
+    if duration is None:
+        return None, None
+    last = min(end, duration) if end is not None else duration
+    seconds = max(0.0, last - (start or 0.0))
+    if info.fps:
+        frames = round(seconds * float(info.fps))
+        return (min(frames, info.frames) if info.frames else frames), seconds
+    return info.frames, seconds
+
+
+@dataclass
+class Estimate:
+    """What a whole file (or folder) should take, from a measured sample."""
+
+    path: Path
+    frames: int  # frames (or images) the whole run writes
+    seconds: float  # expected run time
+    bytes: float  # expected output size
+    per_frame: float  # seconds per frame measured
+    sample_frames: int  # frames the sample measured
+
+    def line(self) -> str:
+        return (f"{self.path.name}: about {format_duration(self.seconds)} for {self.frames} frames "
+                f"({self.per_frame:.3g} s/frame measured on {self.sample_frames}), output about "
+                f"{format_size(self.bytes)}")
+
+
+def estimate_video(path: Path, output: Path | None, model: nn.Module, cfg: EnhanceConfig,
+                   sample_seconds: float = SAMPLE_SECONDS) -> Estimate:
+    """Runs ``sample_seconds`` from the middle of the range the run covers and scales them to the whole range.
+
+    The sample is written in the output's container to a temporary folder, deleted afterwards: its size per second
+    (audio included) gives the output size, its time per frame after the first batch the run time (the sample's
+    start-up and final flush counted once).
+    """
+    info = video.probe(path)
+    frames, seconds = range_frames(info, cfg.start, cfg.end)
+    if not frames or not seconds:
+        raise VsrError(f"{path}: cannot estimate, its duration is unknown")
+    # At least two batches, so that a rate after the first one is measured.
+    length = max(sample_seconds, (2 * cfg.batch_size + 1) / float(info.fps or 25))
+    first = (cfg.start or 0.0) + max(0.0, (seconds - length) / 2)
+    suffix = (output or default_output_path(path, 1)).suffix
+    with tempfile.TemporaryDirectory(prefix="vsr-estimate-") as tmp:
+        target = Path(tmp) / f"sample{suffix}"
+        sample = dataclasses.replace(cfg, start=first, end=min(first + length, first + seconds), resume=False,
+                                     overwrite=True)
+        clock = RunClock(None)
+        result = enhance_video(path, target, model, sample, progress=clock.update)
+        size = target.stat().st_size
+    rate = clock.per_frame or result.seconds / max(1, result.frames_out)
+    sampled = result.frames_out / float(info.fps) if info.fps else length
+    total = result.seconds + max(0, frames - result.frames_out) * rate
+    return Estimate(path, frames, total, size * seconds / max(sampled, 1e-6), rate, result.frames_out)
+
+
+def estimate_image(path: Path, model: nn.Module, cfg: EnhanceConfig) -> Estimate:
+    """Upscales the image into a temporary folder: its time and size are the estimate."""
+    with tempfile.TemporaryDirectory(prefix="vsr-estimate-") as tmp:
+        target = Path(tmp) / default_output_path(path, cfg.outscale or model.scale).name
+        started = time.perf_counter()
+        upscale_image(path, target, model, dataclasses.replace(cfg, overwrite=True))
+        took = time.perf_counter() - started
+        return Estimate(path, 1, took, target.stat().st_size, took, 1)
+
+
+def estimate_files(paths: list[Path], model: nn.Module, cfg: EnhanceConfig,
+                   report: Callable[[Estimate], None] | None = None) -> Estimate:
+    """The estimate of a folder: each video sampled; images measured once per size and format, then counted.
+
+    Args:
+        paths: the files a folder run would enhance.
+        model: the loaded model.
+        cfg: the run's options.
+        report: called with each file's (or image group's) estimate as it is made.
+
+    Returns:
+        The sum over ``paths`` (``path`` is the first file's folder).
+    """
+    total = Estimate(paths[0].parent if paths else Path("."), 0, 0.0, 0.0, 0.0, 0)
+    measured: dict[tuple, Estimate] = {}
+    for path in paths:
+        if path.suffix.lower() in video.IMAGE_EXTS:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                key = (im.size, im.mode, path.suffix.lower())
+            if key not in measured:
+                measured[key] = estimate_image(path, model, cfg)
+            one = dataclasses.replace(measured[key], path=path)
+        else:
+            one = estimate_video(path, None, model, cfg)
+        if report:
+            report(one)
+        total.frames += one.frames
+        total.seconds += one.seconds
+        total.bytes += one.bytes
+        total.sample_frames += one.sample_frames
+    total.per_frame = total.seconds / max(1, total.frames)
+    return total
