@@ -95,6 +95,9 @@ def compare(input_path: str | os.PathLike, folder: str | os.PathLike, models: li
         raise VsrError(f"output folder exists and is not empty: {folder} (use --overwrite to replace it)")
     if crops is not None and not 1 <= len(crops) <= 3:
         raise VsrError(f"give one to three --crop regions, got {len(crops)}")
+    for x, y, w, h in crops or ():
+        if w < 1 or h < 1 or x < 0 or y < 0 or x + w > info.width or y + h > info.height:
+            raise VsrError(f"--crop {x},{y},{w},{h} is not inside the {info.width}x{info.height} input")
     scales = {int(m.scale) for m in models}
     if len(scales) > 1:
         raise VsrError(f"every model must have the same scale, got x{', x'.join(str(s) for s in sorted(scales))}")
@@ -136,12 +139,8 @@ def _write(input_path, work: Path, models, cfg: EnhanceConfig, info: video.Video
     if crops is None:
         boxes = detailed_regions(runs[0].frame, crop_side(width, height))
     else:
-        boxes = []
-        for x, y, w, h in crops:
-            box = (round(x * factor_x), round(y * factor_y), round(w * factor_x), round(h * factor_y))
-            if w < 1 or h < 1 or x < 0 or y < 0 or box[0] + box[2] > width or box[1] + box[3] > height:
-                raise VsrError(f"--crop {x},{y},{w},{h} is not inside the {info.width}x{info.height} input")
-            boxes.append(box)
+        boxes = [(round(x * factor_x), round(y * factor_y), round(w * factor_x), round(h * factor_y))
+                 for x, y, w, h in crops]
     when = f"{cfg.start:.2f} s" if cfg.start else "0 s"
     title = f"{input_path.name} at {when}, x{runs[0].tags['scale']}: the same frame from each model"
     with atomic_write(work / "grid.png") as temp:

@@ -28,7 +28,8 @@ h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 24px 0 8p
 .controls { display: flex; flex-wrap: wrap; gap: 16px; align-items: center; margin: 10px 0; }
 select, input { font: inherit; }
 #slider { width: 320px; }
-#viewport { position: relative; overflow: auto; max-height: 78vh; border: 1px solid #555; background: #000; }
+#viewport { position: relative; display: inline-block; max-width: 100%; overflow: auto; max-height: 78vh;
+            border: 1px solid #555; background: #000; vertical-align: top; }
 #stage { position: relative; cursor: zoom-in; line-height: 0; }
 #stage.zoomed { cursor: zoom-out; }
 #stage img { position: absolute; top: 0; left: 0; width: 100%; height: 100%; user-select: none; }
@@ -47,7 +48,7 @@ _SCRIPT = """
 const models = JSON.parse(document.getElementById('models').textContent);
 const left = document.getElementById('left'), right = document.getElementById('right');
 const slider = document.getElementById('slider'), stage = document.getElementById('stage');
-const viewport = document.getElementById('viewport');
+const viewport = document.getElementById('viewport'), room = document.getElementById('room');
 const imgL = document.getElementById('imgL'), imgR = document.getElementById('imgR');
 const divider = document.getElementById('divider');
 for (const sel of [left, right]) {
@@ -59,7 +60,10 @@ let zoomed = false;
 const natural = () => [models[0].width, models[0].height];
 function layout() {
   const [w, h] = natural();
-  const width = zoomed ? 2 * w : Math.min(viewport.clientWidth, w * Math.max(1, Math.floor(viewport.clientWidth / w)));
+  // Fit: the largest size that fits the page (whole-pixel enlargement for small frames); zoomed: 2x the frame.
+  const fit = Math.min(room.clientWidth - 2, (0.78 * window.innerHeight - 2) * w / h);
+  const fitted = fit >= w ? w * Math.floor(fit / w) : fit;
+  const width = zoomed ? Math.max(2 * w, 2 * fitted) : fitted;
   stage.style.width = width + 'px'; stage.style.height = Math.round(width * h / w) + 'px';
 }
 function show() {
@@ -105,7 +109,7 @@ def write_page(path, title: str, subtitle: str, models: list[PageModel], size: t
     rows = "\n".join(
         f"<tr><td>{html.escape(m.label)}</td><td>{html.escape(m.arch)}</td>"
         f"<td class=\"{html.escape(m.generative)}\">{html.escape(m.generative)}</td>"
-        f"<td class=num>{m.per_frame:.3g} s</td><td class=num>{html.escape(m.whole_input)}</td>"
+        f"<td class=num>{_seconds(m.per_frame)}</td><td class=num>{html.escape(m.whole_input)}</td>"
         f"<td>{html.escape(m.precision)}</td><td><code>{html.escape(m.sha256[:16])}</code></td></tr>"
         for m in models)
     esc = html.escape
@@ -119,11 +123,11 @@ def write_page(path, title: str, subtitle: str, models: list[PageModel], size: t
   <label>left <select id="left"></select></label>
   <input id="slider" type="range" min="0" max="1000" value="500" aria-label="wipe position">
   <label>right <select id="right"></select></label>
-  <span>click the picture to zoom 2&times; at that point, click again to fit</span>
+  <span>click the picture to zoom in 2&times; at that point (pixels shown as squares), click again to fit</span>
 </div>
-<div id="viewport"><span class="name" id="nameL"></span><span class="name" id="nameR"></span>
+<div id="room"><div id="viewport"><span class="name" id="nameL"></span><span class="name" id="nameR"></span>
 <div id="stage"><img id="imgL" alt="left output"><img id="imgR" alt="right output"><div id="divider"></div></div>
-</div>
+</div></div>
 <h2>Models</h2>
 <table id="models-table"><thead><tr><th>model</th><th>architecture</th><th>generative</th>
 <th>time per frame</th><th>whole input (estimate)</th><th>precision</th><th>weights SHA-256</th></tr></thead>
@@ -141,3 +145,7 @@ run's start-up. Generative models (trained with an adversarial loss) may draw de
 """
     with open(path, "w", encoding="utf-8") as f:
         f.write(page)
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.3g} ms" if value < 1 else f"{value:.3g} s"
