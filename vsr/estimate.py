@@ -112,8 +112,11 @@ class Estimate:
     bytes: float  # expected output size
     per_frame: float  # seconds per frame measured
     sample_frames: int  # frames the sample measured
+    image: bool = False  # an image file (one picture, measured whole)
 
     def line(self) -> str:
+        if self.image:
+            return f"{self.path.name}: about {format_duration(self.seconds)} (measured), output {format_size(self.bytes)}"
         return (f"{self.path.name}: about {format_duration(self.seconds)} for {self.frames} frames "
                 f"({self.per_frame:.3g} s/frame measured on {self.sample_frames}), output about "
                 f"{format_size(self.bytes)}")
@@ -155,7 +158,7 @@ def estimate_image(path: Path, model: nn.Module, cfg: EnhanceConfig) -> Estimate
         started = time.perf_counter()
         upscale_image(path, target, model, dataclasses.replace(cfg, overwrite=True))
         took = time.perf_counter() - started
-        return Estimate(path, 1, took, target.stat().st_size, took, 1)
+        return Estimate(path, 1, took, target.stat().st_size, took, 1, image=True)
 
 
 def estimate_files(paths: list[Path], model: nn.Module, cfg: EnhanceConfig,
