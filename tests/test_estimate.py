@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import make_clip
 from vsr.cli import cli
-from vsr.estimate import RunClock, format_duration, format_size
+from vsr.pipeline.estimate import RunClock, format_duration, format_size
 
 
 def run(*args):

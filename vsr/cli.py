@@ -12,7 +12,7 @@ from click.core import ParameterSource
 
 from vsr import cli_compare, cli_distributed
 from vsr.cli_models import list_models_cmd
-from vsr.cli_options import threads_option
+from vsr.cli_options import Time as _Time, parse_time, threads_option  # noqa: F401 (parse_time: vsr.cli's API)
 from vsr.cli_train import click_error, eval_cmd, load_cli_model, model_given, prepare_cmd, train_cmd
 from vsr.errors import VsrError
 from vsr.models import SCALES as MODEL_SCALES
@@ -77,36 +77,6 @@ def _media_in(folder: Path, tag: str) -> list[Path]:
     return sorted(
         p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts and not p.stem.endswith(f"_x{tag}")
     )
-
-
-def parse_time(text: str) -> float:
-    """'90', '12.5', '01:30', '1:02:03.250' -> seconds. Raises ValueError for anything else."""
-    parts = text.strip().split(":")
-    if not 1 <= len(parts) <= 3 or any(not p.strip() for p in parts):
-        raise ValueError(text)
-    *whole, last = parts
-    seconds = float(last)
-    if not 0 <= seconds < float("inf") or (whole and seconds >= 60):
-        raise ValueError(text)
-    units = [int(p) for p in whole]  # int() refuses "1.5" as hours or minutes
-    if any(u < 0 for u in units) or (len(units) == 2 and units[1] >= 60):
-        raise ValueError(text)
-    minutes = 0
-    for unit in units:
-        minutes = minutes * 60 + unit
-    return minutes * 60 + seconds
-
-
-class _Time(click.ParamType):
-    name = "TIME"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)):
-            return float(value)
-        try:
-            return parse_time(value)
-        except ValueError:
-            self.fail(f"{value!r} is not seconds (12.5) or a timestamp (MM:SS, HH:MM:SS.mmm)", param, ctx)
 
 
 class _OneLineErrors(click.Command):

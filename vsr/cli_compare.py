@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from vsr.cli_options import threads_option
+from vsr.cli_options import parse_time, threads_option
 from vsr.cli_train import load_cli_model
 from vsr.errors import VsrError
 from vsr.models import SCALES as MODEL_SCALES
@@ -20,12 +20,12 @@ class RunEstimate:
     once the first batches give a rate, and keeps the refined figure in the bar."""
 
     def __init__(self, bar, total: int | None):
-        from vsr.estimate import RunClock
+        from vsr.pipeline.estimate import RunClock
 
         self.bar, self.clock, self.printed = bar, RunClock(total), False
 
     def update(self, frames: int) -> None:
-        from vsr.estimate import format_duration
+        from vsr.pipeline.estimate import format_duration
 
         self.bar.update(frames)
         self.clock.update(frames)
@@ -41,7 +41,8 @@ class RunEstimate:
 
 def print_estimate(input: Path, output: Path | None, net, cfg, files: list[Path] | None) -> None:
     """``vsr enhance --estimate``: one line per file (and a total for a folder), nothing written."""
-    from vsr import estimate, video
+    from vsr import video
+    from vsr.pipeline import estimate
 
     if files is None:
         if input.suffix.lower() in video.IMAGE_EXTS:
@@ -70,7 +71,7 @@ def _crop(text: str) -> tuple[int, int, int, int]:
 @click.option("--at", "at", required=True, help="Start of the excerpt: seconds (12.5) or a timestamp (MM:SS, HH:MM:SS.mmm).")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True, help="Length of the excerpt in seconds.")
 @click.option("-s", "--scale", type=click.Choice(tuple(str(s) for s in MODEL_SCALES)), default="4", show_default=True, help="Upscaling factor of the -m models (--weights files have their own; all must agree).")
-@click.option("-m", "--model", "names", multiple=True, help="A model to compare (repeatable): shipped weights name (vsr models).  [default: the default video model, when no --weights]")
+@click.option("-m", "--model", "names", multiple=True, help="A model to compare (repeatable): shipped weights name (vsr models).")
 @click.option("--weights", "weights", multiple=True, type=click.Path(path_type=Path), help="A weights file to compare (repeatable): vsr's or another project's (Real-ESRGAN, ...).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Folder to write.  [default: <stem>_compare beside the input]")
 @click.option("--crop", "crops", multiple=True, help="Region x,y,w,h in input pixels to zoom on in grid.png (repeatable, up to 3).  [default: the three most detailed]")
@@ -90,10 +91,10 @@ def compare_cmd(input, at, duration, scale, names, weights, output, crops, pair,
     slider between any two outputs, zoom on click, and each model's time per frame on this machine with the
     estimated time for the whole input.
     """
-    from vsr import cli, compare, pipeline
+    from vsr import compare, pipeline
 
     try:
-        start = cli.parse_time(at)
+        start = parse_time(at)
     except ValueError:
         raise VsrError(f"--at {at!r} is not seconds (12.5) or a timestamp (MM:SS, HH:MM:SS.mmm)") from None
     if not input.is_file():
@@ -105,7 +106,7 @@ def compare_cmd(input, at, duration, scale, names, weights, output, crops, pair,
             raise VsrError(f"--pair takes LEFT,RIGHT (two model names and a comma), got {pair!r}")
     set_cpu_threads(threads)
     if not names and not weights:
-        names = (cli.default_model(input, int(scale)),)
+        raise VsrError("name the models to compare: -m NAME (vsr models) and/or --weights FILE, each repeatable")
     nets = [load_cli_model(name, None, int(scale)) for name in names]
     nets += [load_cli_model("srresnet", str(w), None, check_arch=False) for w in weights]
     cfg = pipeline.EnhanceConfig(device=device, precision=precision, batch_size=batch_size, tile=tile)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import os
 import re
 import struct
@@ -29,10 +30,11 @@ XMP_NS = "urn:vsr:provenance:1"  # a URN: the namespace names vsr's keys, it is 
 
 
 def version() -> str:
-    """The installed vsr's version (the package's ``__version__``)."""
-    from vsr import __version__
-
-    return __version__
+    """The installed vsr's version, as ``vsr --version`` prints it (from the package's metadata)."""
+    try:
+        return importlib.metadata.version("vsr")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def generative(meta: dict | None) -> str:

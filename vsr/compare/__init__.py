@@ -29,7 +29,7 @@ from vsr.compare.page import PageModel, write_page
 from vsr.compare.run import ModelRun, run_models
 from vsr.compare.side import write_side_by_side
 from vsr.errors import VsrError
-from vsr.estimate import format_duration
+from vsr.pipeline.estimate import format_duration
 from vsr.pipeline import EnhanceConfig
 from vsr.precision import resolve_device
 

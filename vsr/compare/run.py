@@ -14,7 +14,7 @@ from torch import nn
 
 from vsr import provenance, video
 from vsr.data import to_uint8
-from vsr.estimate import RunClock, range_frames
+from vsr.pipeline.estimate import RunClock, range_frames
 from vsr.pipeline import EnhanceConfig, enhance_video
 from vsr.pipeline.plan import RunPlan
 from vsr.pipeline.sinks import FrameSink, open_sink

@@ -20,7 +20,9 @@ from torch import nn
 
 from vsr import video
 from vsr.errors import VsrError
-from vsr.pipeline import EnhanceConfig, default_output_path, enhance_video, upscale_image
+from vsr.pipeline.enhance import enhance_video
+from vsr.pipeline.image import upscale_image
+from vsr.pipeline.plan import EnhanceConfig, default_output_path
 
 SAMPLE_SECONDS = 3.0  # of video measured by --estimate
 
