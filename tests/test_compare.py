@@ -91,8 +91,10 @@ def test_compare_cli_and_errors(tmp_path):
     assert "grid.png, side_by_side.mp4 (bicubic | espcn), index.html (2 models)" in result.output
     with Image.open(tmp_path / "cmp" / "grid.png") as grid:
         assert grid.size == (GAP + 256 + 64 * 4 + GAP + GAP, 64 + 2 * (48 * 4 + GAP) + GAP)  # crop 64x48 out, 4x
-    again = run(cli, ["compare", str(clip), "--at", "0.2", "-o", str(tmp_path / "cmp")])
+    again = run(cli, ["compare", str(clip), "--at", "0.2", "-m", "espcn", "-o", str(tmp_path / "cmp")])
     assert again.exit_code == 1 and "--overwrite" in again.stderr
+    alone = run(cli, ["compare", str(clip), "--at", "0.2", "-o", str(tmp_path / "alone")])
+    assert alone.exit_code == 1 and "name the models to compare" in alone.stderr
     for args, fragment in ((["--at", "5"], "past the end"), (["--at", "x"], "not seconds"),
                            (["--at", "0", "--crop", "60,40,16,16"], "not inside"),
                            (["--at", "0", "--pair", "bicubic,nope"], "not one of the models")):
