@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import shutil
 import tempfile
-from pathlib import Path
 
 import av
 import numpy as np

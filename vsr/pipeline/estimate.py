@@ -118,7 +118,8 @@ class Estimate:
 
     def line(self) -> str:
         if self.image:
-            return f"{self.path.name}: about {format_duration(self.seconds)} (measured), output {format_size(self.bytes)}"
+            return (f"{self.path.name}: about {format_duration(self.seconds)} (measured), output "
+                    f"{format_size(self.bytes)}")
         return (f"{self.path.name}: about {format_duration(self.seconds)} for {self.frames} frames "
                 f"({self.per_frame:.3g} s/frame measured on {self.sample_frames}), output about "
                 f"{format_size(self.bytes)}")
