@@ -28,7 +28,7 @@ class FakeClock:
 
 def test_run_clock_leaves_the_start_up_out():
     clock = FakeClock()
-    runs = RunClock(100, clock)
+    runs = RunClock(100, clock, settle=8)
     assert runs.per_frame is None and runs.expected_total() is None
     clock.now = 10.0  # the first batch pays for start-up
     runs.update(4)
@@ -39,6 +39,20 @@ def test_run_clock_leaves_the_start_up_out():
     assert runs.per_frame == 1.0
     assert runs.expected_total() == 30.0 + 76 * 1.0
     assert RunClock(None, clock).expected_total() is None  # no frame count, no total
+
+
+def test_run_clock_measures_past_the_encoders_lookahead():
+    clock = FakeClock()
+    runs = RunClock(400, clock, settle=48)
+    for _ in range(12):  # 48 frames go into the encoder's lookahead at the model's pace
+        clock.now += 0.4
+        runs.update(4)
+    assert not runs.settled
+    for _ in range(10):  # then the encoder sets the pace
+        clock.now += 4.0
+        runs.update(4)
+    assert runs.settled and runs.per_frame == 1.0
+    assert runs.expected_total() == clock.now + (400 - 88) * 1.0
 
 
 def test_formats():

@@ -1,7 +1,7 @@
 """How long a run will take and how large its output will be, before the work.
 
-- :class:`RunClock`: during a run, the expected total time from the frames done so far (the rate over the later
-  half of them: the first batches also pay for start-up and for filling the pipeline).
+- :class:`RunClock`: during a run, the expected total time from the frames done so far (the rate past the
+  encoder's lookahead and over the later half of them: the first batches also pay for start-up).
 - :func:`estimate_video` / :func:`estimate_image` / :func:`estimate_files`: ``vsr enhance --estimate``: a few
   seconds of the input go through the normal pipeline into a temporary folder, and the time per frame and the
   bytes per second measured there are scaled to the whole input. Nothing is written beside the input.
@@ -30,14 +30,21 @@ SAMPLE_SECONDS = 3.0  # of video measured by --estimate
 class RunClock:
     """Predicts a run's total duration from its progress.
 
+    Frames count as done when the encoder takes them, and an encoder holds its first frames in its lookahead
+    (x264's medium preset: 40, plus a few for its threads) before it does any work: a run limited by its encoder
+    seems to go at the model's pace until then. The rate is therefore measured past the first ``settle`` frames
+    where the run has them, and over the later half of what is done (the first batches also pay for start-up).
+
     Args:
         total_frames: frames the run will write (None: unknown, then only the rate is known).
         clock: seconds, monotonic (tests pass their own).
+        settle: frames the rate is measured after, once there are enough.
     """
 
-    def __init__(self, total_frames: int | None, clock: Callable[[], float] = time.perf_counter):
+    def __init__(self, total_frames: int | None, clock: Callable[[], float] = time.perf_counter, settle: int = 48):
         self.total = total_frames
         self.clock = clock
+        self.settle = settle
         self.started = clock()
         self.done = 0
         self.points: list[tuple[float, int]] = []  # (elapsed, frames done) at each update
@@ -48,16 +55,19 @@ class RunClock:
         self.points.append((self.clock() - self.started, self.done))
 
     @property
+    def settled(self) -> bool:
+        """Whether the rate is measured past the encoder's lookahead (or over the whole run, when it is short)."""
+        return any(p[1] >= self.settle for p in self.points[:-1]) or bool(self.total and self.done >= self.total)
+
+    @property
     def per_frame(self) -> float | None:
-        """Seconds per frame over the later half of the frames done so far (never counting the first batch, which
-        pays for start-up); None until a second batch is done."""
+        """Seconds per frame (see the class); None until a second batch is done."""
         if len(self.points) < 2:
             return None
         last = self.points[-1]
-        ref = next((p for p in self.points[:-1] if p[1] >= last[1] / 2), self.points[-2])
-        if last[1] <= ref[1]:
-            return None
-        return (last[0] - ref[0]) / (last[1] - ref[1])
+        since = max(last[1] / 2, self.settle if self.settled else 0)
+        ref = next((p for p in self.points[:-1] if p[1] >= since), self.points[-2])
+        return (last[0] - ref[0]) / (last[1] - ref[1]) if last[1] > ref[1] else None
 
     def expected_total(self) -> float | None:
         """The whole run's expected duration in seconds (elapsed + frames left at the steady rate); None until
@@ -147,11 +157,16 @@ def estimate_video(path: Path, output: Path | None, model: nn.Module, cfg: Enhan
                                      overwrite=True)
         clock = RunClock(None)
         result = enhance_video(path, target, model, sample, progress=clock.update)
+        took = clock.clock() - clock.started
         size = target.stat().st_size
-    rate = clock.per_frame or result.seconds / max(1, result.frames_out)
-    sampled = result.frames_out / float(info.fps) if info.fps else length
-    total = result.seconds + max(0, frames - result.frames_out) * rate
-    return Estimate(path, frames, total, size * seconds / max(sampled, 1e-6), rate, result.frames_out)
+    # The whole sample after its first batch, the encoder's final flush included: a frame's full cost, whether the
+    # model or the encoder sets the pace (a sample this short may end before an encoder's lookahead fills).
+    first_time, first_frames = clock.points[0] if clock.points else (0.0, 0)
+    done = result.frames_out
+    rate = (took - first_time) / (done - first_frames) if done > first_frames else took / max(1, done)
+    sampled = done / float(info.fps) if info.fps else length
+    total = first_time + max(0, frames - first_frames) * rate
+    return Estimate(path, frames, total, size * seconds / max(sampled, 1e-6), rate, done)
 
 
 def estimate_image(path: Path, model: nn.Module, cfg: EnhanceConfig) -> Estimate:
