@@ -137,36 +137,58 @@ class Estimate:
 
 def estimate_video(path: Path, output: Path | None, model: nn.Module, cfg: EnhanceConfig,
                    sample_seconds: float = SAMPLE_SECONDS) -> Estimate:
-    """Runs ``sample_seconds`` from the middle of the range the run covers and scales them to the whole range.
+    """Runs a sample from the middle of the range the run covers and scales it to the whole range.
 
-    The sample is written in the output's container to a temporary folder, deleted afterwards: its size per second
-    (audio included) gives the output size, its time per frame after the first batch the run time (the sample's
-    start-up and final flush counted once).
+    The sample is ``sample_seconds`` long; when that went quickly (a fast model, so the encoder and its share of the
+    CPU set the pace), a longer one of :data:`LONG_SAMPLE_FRAMES` frames is run instead: a short sample ends
+    before the pipeline's queues and the encoder's lookahead fill, and it would never see the model and the encoder
+    competing for the cores as they do for the rest of a run. Samples are written in the output's container to a
+    temporary folder, deleted afterwards: the size per second (audio included) gives the output size, the time per
+    frame after the first batch, the final flush included, the run time.
     """
     info = video.probe(path)
     frames, seconds = range_frames(info, cfg.start, cfg.end)
     if not frames or not seconds:
         raise VsrError(f"{path}: cannot estimate, its duration is unknown")
+    fps = float(info.fps or 25)
     # At least two batches, so that a rate after the first one is measured.
-    length = max(sample_seconds, (2 * cfg.batch_size + 1) / float(info.fps or 25))
+    sample = _sample(path, output, model, cfg, seconds, max(sample_seconds, (2 * cfg.batch_size + 1) / fps))
+    if sample.took < QUICK_SAMPLE and sample.frames < min(frames, LONG_SAMPLE_FRAMES):
+        sample = _sample(path, output, model, cfg, seconds, LONG_SAMPLE_FRAMES / fps)
+    first_time, first_frames = sample.first
+    done = sample.frames
+    rate = (sample.took - first_time) / (done - first_frames) if done > first_frames else sample.took / max(1, done)
+    total = first_time + max(0, frames - first_frames) * rate
+    sampled = done / fps
+    return Estimate(path, frames, total, sample.bytes * seconds / max(sampled, 1e-6), rate, done)
+
+
+QUICK_SAMPLE = 20.0  # seconds: a first sample this quick is followed by a longer one
+LONG_SAMPLE_FRAMES = 150  # past the queues (2 x 4 batches) and x264's lookahead (40 and its threads' frames)
+
+
+@dataclass
+class _Sample:
+    took: float  # seconds, from the call to the finished file
+    first: tuple[float, int]  # (seconds, frames) when the first batch was done
+    frames: int
+    bytes: int
+
+
+def _sample(path: Path, output: Path | None, model: nn.Module, cfg: EnhanceConfig, seconds: float,
+            length: float) -> _Sample:
+    """``length`` seconds from the middle of the run's range (``seconds`` long) through `enhance_video`."""
     first = (cfg.start or 0.0) + max(0.0, (seconds - length) / 2)
     suffix = (output or default_output_path(path, 1)).suffix
     with tempfile.TemporaryDirectory(prefix="vsr-estimate-") as tmp:
         target = Path(tmp) / f"sample{suffix}"
-        sample = dataclasses.replace(cfg, start=first, end=min(first + length, first + seconds), resume=False,
+        sample = dataclasses.replace(cfg, start=first, end=first + min(length, seconds), resume=False,
                                      overwrite=True)
         clock = RunClock(None)
         result = enhance_video(path, target, model, sample, progress=clock.update)
         took = clock.clock() - clock.started
-        size = target.stat().st_size
-    # The whole sample after its first batch, the encoder's final flush included: a frame's full cost, whether the
-    # model or the encoder sets the pace (a sample this short may end before an encoder's lookahead fills).
-    first_time, first_frames = clock.points[0] if clock.points else (0.0, 0)
-    done = result.frames_out
-    rate = (took - first_time) / (done - first_frames) if done > first_frames else took / max(1, done)
-    sampled = done / float(info.fps) if info.fps else length
-    total = first_time + max(0, frames - first_frames) * rate
-    return Estimate(path, frames, total, size * seconds / max(sampled, 1e-6), rate, done)
+        return _Sample(took, clock.points[0] if clock.points else (0.0, 0), result.frames_out,
+                       target.stat().st_size)
 
 
 def estimate_image(path: Path, model: nn.Module, cfg: EnhanceConfig) -> Estimate:
