@@ -48,10 +48,14 @@ def test_run_clock_measures_past_the_encoders_lookahead():
         clock.now += 0.4
         runs.update(4)
     assert not runs.settled
-    for _ in range(10):  # then the encoder sets the pace
+    for _ in range(4):  # then the encoder sets the pace
         clock.now += 4.0
         runs.update(4)
-    assert runs.settled and runs.per_frame == 1.0
+    assert runs.settled and runs.per_frame == 1.0 and not runs.ready  # 16 frames past the lookahead: not yet
+    for _ in range(6):
+        clock.now += 4.0
+        runs.update(4)
+    assert runs.ready and runs.per_frame == 1.0
     assert runs.expected_total() == clock.now + (400 - 88) * 1.0
 
 

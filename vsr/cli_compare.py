@@ -33,7 +33,7 @@ class RunEstimate:
         if expected is None:
             return
         self.bar.set_postfix_str(f"whole run ~{format_duration(expected)}", refresh=False)
-        if not self.printed and len(self.clock.points) >= 3 and self.clock.settled:
+        if not self.printed and self.clock.ready:
             self.printed = True
             self.bar.write(f"Estimate: the whole run should take about {format_duration(expected)} "
                            f"({self.clock.per_frame:.3g} s/frame so far; refined in the bar)", file=sys.stderr)

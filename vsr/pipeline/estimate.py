@@ -25,6 +25,7 @@ from vsr.pipeline.image import upscale_image
 from vsr.pipeline.plan import EnhanceConfig, default_output_path
 
 SAMPLE_SECONDS = 3.0  # of video measured by --estimate
+MIN_WINDOW = 24  # frames the printed rate of a run is measured over, at the least
 
 
 class RunClock:
@@ -58,6 +59,14 @@ class RunClock:
     def settled(self) -> bool:
         """Whether the rate is measured past the encoder's lookahead (or over the whole run, when it is short)."""
         return any(p[1] >= self.settle for p in self.points[:-1]) or bool(self.total and self.done >= self.total)
+
+    @property
+    def ready(self) -> bool:
+        """Whether the rate is worth printing: measured past the lookahead over at least ``MIN_WINDOW`` frames (a
+        batch or two says little on a machine shared with other work), or the run is done."""
+        if self.total and self.done >= self.total:
+            return len(self.points) >= 2
+        return self.settled and self.done - max(self.done / 2, self.settle) >= MIN_WINDOW
 
     @property
     def per_frame(self) -> float | None:
