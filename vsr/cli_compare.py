@@ -3,7 +3,9 @@ the options parsed here, the work done in `vsr.compare`, `vsr.info` and `vsr.est
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -56,6 +58,10 @@ def print_estimate(input: Path, output: Path | None, net, cfg, files: list[Path]
     total = estimate.estimate_files(files, net, cfg, report=lambda one: click.echo(one.line()))
     click.echo(f"{input}: {len(files)} files, about {estimate.format_duration(total.seconds)} in all, output about "
                f"{estimate.format_size(total.bytes)}")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _crop(text: str) -> tuple[int, int, int, int]:
@@ -111,9 +117,16 @@ def compare_cmd(input, at, duration, scale, names, weights, output, crops, pair,
     nets += [load_cli_model("srresnet", str(w), None, check_arch=False) for w in weights]
     cfg = pipeline.EnhanceConfig(device=device, precision=precision, batch_size=batch_size, tile=tile)
     folder = output or input.with_name(f"{input.stem}_compare")
-    result = compare.compare(input, folder, nets, cfg, at=start, duration=duration,
-                             crops=[_crop(c) for c in crops] or None, pair=pair_names, wipe=wipe,
-                             overwrite=overwrite, report=lambda line: click.echo(line, err=True))
+    # `kill` (SIGTERM) stops as cleanly as Ctrl-C: the half-built folder is removed.
+    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() \
+        else None
+    try:
+        result = compare.compare(input, folder, nets, cfg, at=start, duration=duration,
+                                 crops=[_crop(c) for c in crops] or None, pair=pair_names, wipe=wipe,
+                                 overwrite=overwrite, report=lambda line: click.echo(line, err=True))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     for warning in result.warnings:
         click.echo(f"Note: {warning}", err=True)
     click.echo(f"{result.folder}: grid.png, side_by_side.mp4 ({result.pair[0]} | {result.pair[1]}), index.html "

@@ -164,12 +164,22 @@ def estimate_video(path: Path, output: Path | None, model: nn.Module, cfg: Enhan
     sample = _sample(path, output, model, cfg, seconds, max(sample_seconds, (2 * cfg.batch_size + 1) / fps))
     if sample.took < QUICK_SAMPLE and sample.frames < min(frames, LONG_SAMPLE_FRAMES):
         sample = _sample(path, output, model, cfg, seconds, LONG_SAMPLE_FRAMES / fps)
-    first_time, first_frames = sample.first
-    done = sample.frames
-    rate = (sample.took - first_time) / (done - first_frames) if done > first_frames else sample.took / max(1, done)
-    total = first_time + max(0, frames - first_frames) * rate
-    sampled = done / fps
-    return Estimate(path, frames, total, sample.bytes * seconds / max(sampled, 1e-6), rate, done)
+    rate, total = scale_run(sample.took, sample.first, sample.frames, frames)
+    sampled = sample.frames / fps
+    return Estimate(path, frames, total, sample.bytes * seconds / max(sampled, 1e-6), rate, sample.frames)
+
+
+def scale_run(took: float, first: tuple[float, int], done: int, frames: int) -> tuple[float, float]:
+    """(seconds per frame, seconds for ``frames`` frames) from a finished run of ``done`` frames that took ``took``
+    seconds and had ``first`` = (seconds, frames) done at its first batch.
+
+    The time after the first batch, the encoder's final flush included, is a frame's full cost whether the model or
+    the encoder sets the pace (a short run may end before the encoder's lookahead fills); the first batch's time
+    (start-up) is counted once.
+    """
+    first_time, first_frames = first
+    rate = (took - first_time) / (done - first_frames) if done > first_frames else took / max(1, done)
+    return rate, first_time + max(0, frames - first_frames) * rate
 
 
 QUICK_SAMPLE = 20.0  # seconds: a first sample this quick is followed by a longer one
