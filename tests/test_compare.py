@@ -5,8 +5,14 @@ slider decides which one shows at a given pixel, a click zooms, the table lists 
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import time
+from pathlib import Path
 
 import av
 import numpy as np
@@ -21,6 +27,7 @@ from vsr.compare.grid import CROP_TILE, GAP
 from vsr.models import build_model, load_model, save_weights
 from vsr.pipeline import EnhanceConfig
 
+REPO = Path(__file__).resolve().parents[1]
 LABELS = ["bicubic", "espcn", "tiny"]
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -192,3 +199,23 @@ def test_page_in_a_real_browser(compared):
         finally:
             context.close()
     assert outside == []
+
+
+def test_sigterm_leaves_no_half_built_folder(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", frames=300, fps=10, size=(160, 120))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-m", "vsr", "compare", str(clip), "--at", "0", "--duration", "30",
+                             "-m", "espcn", "-o", str(tmp_path / "out")], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):  # wait (at most a minute) until the first model's excerpt is being written
+            if list(tmp_path.glob(".out.partial-*/outputs/.*partial*")) or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Error: interrupted" in err and "Traceback" not in err
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]

@@ -14,8 +14,9 @@ GAP = 8
 
 
 def crop_side(width: int, height: int) -> int:
-    """The side in output pixels of the automatically chosen crops: a quarter of the frame's short side, 32..256."""
-    return max(32, min(CROP_TILE, min(width, height) // 4, min(width, height)))
+    """The side in output pixels of the automatically chosen crops: a quarter of the frame's short side, 32..128
+    (shown at least 2x in a 256-px tile)."""
+    return max(32, min(CROP_TILE // 2, min(width, height) // 4, min(width, height)))
 
 
 def make_grid(frames: list[tuple[str, np.ndarray]], crops: list[tuple[int, int, int, int]], title: str) -> Image.Image:
