@@ -100,3 +100,10 @@ def test_enhance_prints_the_expected_duration(tmp_path):
     assert result.exit_code == 0, result.output
     assert re.search(r"Estimate: the whole run should take about [\d.]+ s", result.stderr), result.stderr
     assert "whole run ~" in result.stderr  # in the bar
+
+
+def test_timing_counts_the_plan_once():
+    from vsr.pipeline.estimate import Timing
+
+    timing = Timing(took=12.0, planned=2.0, frames=10)
+    assert timing.per_frame == 1.0 and timing.total(100) == 102.0

@@ -14,8 +14,8 @@ from torch import nn
 
 from vsr import provenance, video
 from vsr.data import to_uint8
-from vsr.pipeline.estimate import RunClock, range_frames, scale_run
-from vsr.pipeline import EnhanceConfig, enhance_video
+from vsr.pipeline.estimate import range_frames, timed_enhance
+from vsr.pipeline import EnhanceConfig
 from vsr.pipeline.plan import RunPlan
 from vsr.pipeline.sinks import FrameSink, open_sink
 
@@ -30,7 +30,7 @@ class ModelRun:
         frame: the chosen frame, (H, W, 3) uint8 RGB.
         frames: frames in the excerpt.
         seconds: the whole run's time (start-up included).
-        per_frame: seconds per frame after the first batch, the encoder's final flush included.
+        per_frame: seconds per frame after the plan, the encoder's final flush included (`Timing`).
         whole_input: expected seconds for the whole input at that rate.
         tags: its provenance (`vsr.provenance.model_tags`).
         first_pts: pts of the excerpt's first frame on the source's clock (the output starts at 0).
@@ -100,15 +100,11 @@ def run_models(input_path: Path, folder: Path, models: list[tuple[str, nn.Module
             return keeping[0]
 
         target = folder / f"{label}.mp4"
-        clock = RunClock(None)
-        result = enhance_video(input_path, target, model, dataclasses.replace(cfg, overwrite=True, resume=False),
-                               progress=clock.update, sink_factory=sink)
-        took = clock.clock() - clock.started
-        rate, whole_input = scale_run(took, clock.points[0] if clock.points else (0.0, 0), result.frames_out,
-                                      whole or 0)
-        runs.append(ModelRun(label, target, keeping[0].frame, result.frames_out, took, rate,
-                             whole_input if whole else None, provenance.model_tags(model, result.precision),
+        result, timing = timed_enhance(input_path, target, model,
+                                       dataclasses.replace(cfg, overwrite=True, resume=False), sink_factory=sink)
+        runs.append(ModelRun(label, target, keeping[0].frame, result.frames_out, timing.took, timing.per_frame,
+                             timing.total(whole) if whole else None, provenance.model_tags(model, result.precision),
                              keeping[0].first_pts, result.time_base))
         if report:
-            report(f"{label}: {result.frames_out} frames in {result.seconds:.1f} s ({rate:.3g} s/frame)")
+            report(f"{label}: {result.frames_out} frames in {timing.took:.1f} s ({timing.per_frame:.3g} s/frame)")
     return runs

@@ -153,61 +153,70 @@ def estimate_video(path: Path, output: Path | None, model: nn.Module, cfg: Enhan
     before the pipeline's queues and the encoder's lookahead fill, and it would never see the model and the encoder
     competing for the cores as they do for the rest of a run. Samples are written in the output's container to a
     temporary folder, deleted afterwards: the size per second (audio included) gives the output size, the time per
-    frame after the first batch, the final flush included, the run time.
+    frame (see :class:`Timing`) the run time.
     """
     info = video.probe(path)
     frames, seconds = range_frames(info, cfg.start, cfg.end)
     if not frames or not seconds:
         raise VsrError(f"{path}: cannot estimate, its duration is unknown")
     fps = float(info.fps or 25)
-    # At least two batches, so that a rate after the first one is measured.
-    sample = _sample(path, output, model, cfg, seconds, max(sample_seconds, (2 * cfg.batch_size + 1) / fps))
-    if sample.took < QUICK_SAMPLE and sample.frames < min(frames, LONG_SAMPLE_FRAMES):
-        sample = _sample(path, output, model, cfg, seconds, LONG_SAMPLE_FRAMES / fps)
-    rate, total = scale_run(sample.took, sample.first, sample.frames, frames)
-    sampled = sample.frames / fps
-    return Estimate(path, frames, total, sample.bytes * seconds / max(sampled, 1e-6), rate, sample.frames)
+    # At least two batches.
+    timing, size = _sample(path, output, model, cfg, seconds, max(sample_seconds, (2 * cfg.batch_size + 1) / fps))
+    if timing.took < QUICK_SAMPLE and timing.frames < min(frames, LONG_SAMPLE_FRAMES):
+        timing, size = _sample(path, output, model, cfg, seconds, LONG_SAMPLE_FRAMES / fps)
+    sampled = timing.frames / fps
+    return Estimate(path, frames, timing.total(frames), size * seconds / max(sampled, 1e-6), timing.per_frame,
+                    timing.frames)
 
 
-def scale_run(took: float, first: tuple[float, int], done: int, frames: int) -> tuple[float, float]:
-    """(seconds per frame, seconds for ``frames`` frames) from a finished run of ``done`` frames that took ``took``
-    seconds and had ``first`` = (seconds, frames) done at its first batch.
+@dataclass
+class Timing:
+    """How long a finished run took: ``planned`` seconds to probe and plan, ``took`` in all, for ``frames``.
 
-    The time after the first batch, the encoder's final flush included, is a frame's full cost whether the model or
-    the encoder sets the pace (a short run may end before the encoder's lookahead fills); the first batch's time
-    (start-up) is counted once.
+    Everything after the plan (the stages, the encoder's final flush, the end-of-run check) is a frame's cost,
+    whether the model or the encoder sets the pace: a frame counts as done only once it is in the finished file.
+    (The progress of a short run says less: it ends before the encoder's lookahead fills, and on a busy CPU the
+    niced encoder may write its first batch late.)
     """
-    first_time, first_frames = first
-    rate = (took - first_time) / (done - first_frames) if done > first_frames else took / max(1, done)
-    return rate, first_time + max(0, frames - first_frames) * rate
+
+    took: float
+    planned: float
+    frames: int
+
+    @property
+    def per_frame(self) -> float:
+        return (self.took - self.planned) / max(1, self.frames)
+
+    def total(self, frames: int) -> float:
+        """The expected time of a run of ``frames`` frames on the same input and settings."""
+        return self.planned + frames * self.per_frame
+
+
+def timed_enhance(path: Path, target: Path, model: nn.Module, cfg: EnhanceConfig,
+                  sink_factory: Callable | None = None):
+    """`enhance_video` with its :class:`Timing`: returns ``(result, timing)``."""
+    started = time.perf_counter()
+    planned: list[float] = []
+    result = enhance_video(path, target, model, cfg, on_start=lambda *_: planned.append(time.perf_counter() - started),
+                           sink_factory=sink_factory)
+    return result, Timing(time.perf_counter() - started, planned[0] if planned else 0.0, result.frames_out)
 
 
 QUICK_SAMPLE = 20.0  # seconds: a first sample this quick is followed by a longer one
 LONG_SAMPLE_FRAMES = 150  # past the queues (2 x 4 batches) and x264's lookahead (40 and its threads' frames)
 
 
-@dataclass
-class _Sample:
-    took: float  # seconds, from the call to the finished file
-    first: tuple[float, int]  # (seconds, frames) when the first batch was done
-    frames: int
-    bytes: int
-
-
 def _sample(path: Path, output: Path | None, model: nn.Module, cfg: EnhanceConfig, seconds: float,
-            length: float) -> _Sample:
-    """``length`` seconds from the middle of the run's range (``seconds`` long) through `enhance_video`."""
+            length: float) -> tuple[Timing, int]:
+    """``length`` seconds from the middle of the run's range (``seconds`` long): its timing and size in bytes."""
     first = (cfg.start or 0.0) + max(0.0, (seconds - length) / 2)
     suffix = (output or default_output_path(path, 1)).suffix
     with tempfile.TemporaryDirectory(prefix="vsr-estimate-") as tmp:
         target = Path(tmp) / f"sample{suffix}"
         sample = dataclasses.replace(cfg, start=first, end=first + min(length, seconds), resume=False,
                                      overwrite=True)
-        clock = RunClock(None)
-        result = enhance_video(path, target, model, sample, progress=clock.update)
-        took = clock.clock() - clock.started
-        return _Sample(took, clock.points[0] if clock.points else (0.0, 0), result.frames_out,
-                       target.stat().st_size)
+        _, timing = timed_enhance(path, target, model, sample)
+        return timing, target.stat().st_size
 
 
 def estimate_image(path: Path, model: nn.Module, cfg: EnhanceConfig) -> Estimate:
