@@ -12,7 +12,7 @@ from click.core import ParameterSource
 
 from vsr import cli_compare, cli_distributed
 from vsr.cli_models import list_models_cmd
-from vsr.cli_options import Time as _Time, parse_time, threads_option  # noqa: F401 (parse_time: vsr.cli's API)
+from vsr.cli_options import Time as _Time, threads_option
 from vsr.cli_train import click_error, eval_cmd, load_cli_model, model_given, prepare_cmd, train_cmd
 from vsr.errors import VsrError
 from vsr.models import SCALES as MODEL_SCALES
