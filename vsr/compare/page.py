@@ -134,9 +134,9 @@ def write_page(path, title: str, subtitle: str, models: list[PageModel], size: t
 <tbody>
 {rows}
 </tbody></table>
-<p>Times measured on {esc(machine)}, on this excerpt: the time after the first batch (the encoder's final
-flush included) per frame; the whole-input estimate adds the run's start-up once. On a machine shared with other
-work they vary with its load. Generative models (trained with an adversarial loss) may draw detail that is not in
+<p>Times measured on {esc(machine)}, on this excerpt: from the end of the run's plan to the finished file (the
+encoder's final flush included), per frame; the whole-input estimate adds the plan once. On a machine shared with
+other work they vary with its load. Generative models (trained with an adversarial loss) may draw detail that is not in
 the source.</p>
 <h2>Crops</h2><img class="grid" src="{esc(grid)}" alt="every model's frame and crops">
 <h2>Side by side</h2><div>{esc(side_note)}</div>
