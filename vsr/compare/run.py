@@ -50,22 +50,22 @@ class ModelRun:
 
 
 class _Keeping:
-    """A sink that passes every frame on to the run's own sink and keeps a copy of frame number ``index``."""
+    """A sink that passes every frame on to the run's own sink and keeps a copy of frame number ``keep_at``."""
 
-    def __init__(self, inner: FrameSink, index: int):
-        self.inner, self.index = inner, index
+    def __init__(self, inner: FrameSink, keep_at: int):
+        self.inner, self.keep_at = inner, keep_at
         self.seen = 0
         self.frame: np.ndarray | None = None
         self.first_pts: int | None = None
 
-    def __getattr__(self, name):  # reused, done_last_pts, frame_limit, finished, warnings, finish, abort, describe
+    def __getattr__(self, name):  # index, span, window, reused, finished, warnings, finish, abort, describe
         return getattr(self.inner, name)
 
     def write(self, frames: np.ndarray, pts: list[int]) -> None:
         if self.first_pts is None and len(pts):
             self.first_pts = int(pts[0])
-        # Kept: the last frame numbered up to ``index`` (the last one of a shorter excerpt than its duration says).
-        last = min(self.index - self.seen, len(pts) - 1)
+        # Kept: the last frame numbered up to ``keep_at`` (the last one of a shorter excerpt than its duration says).
+        last = min(self.keep_at - self.seen, len(pts) - 1)
         if last >= 0:
             self.frame = to_uint8(np.array(frames[last]))
         self.seen += len(pts)
@@ -89,14 +89,14 @@ def run_models(input_path: Path, folder: Path, models: list[tuple[str, nn.Module
     info = video.probe(input_path)
     excerpt, _ = range_frames(info, cfg.start, cfg.end)
     whole, _ = range_frames(info, None, None)
-    index = max(0, (excerpt or 1) // 2)
+    keep_at = max(0, (excerpt or 1) // 2)
     folder.mkdir(parents=True, exist_ok=True)
     runs = []
     for label, model in models:
         keeping: list[_Keeping] = []
 
         def sink(plan: RunPlan) -> FrameSink:
-            keeping.append(_Keeping(open_sink(plan), index))
+            keeping.append(_Keeping(open_sink(plan), keep_at))
             return keeping[0]
 
         target = folder / f"{label}.mp4"
