@@ -12,6 +12,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check $(TORCH)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@# The page of `vsr compare` is tested in a real browser (Playwright drives the system's chromium).
+	command -v chromium >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q chromium; } \
+		|| echo "chromium could not be installed (not root?): the browser test of vsr compare will be skipped"
 	touch $@
 
 demo: $(VENV)/.installed

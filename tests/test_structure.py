@@ -24,13 +24,14 @@ MAX_LINES = 400
 # Entry points: the package itself, __main__ and every vsr/cli*.py (the only modules that import click).
 LAYERS = {
     "vsr": 3, "vsr.__main__": 3,
-    "vsr.pipeline": 2, "vsr.train": 2, "vsr.evaluate": 2, "vsr.bench": 2,
+    "vsr.pipeline": 2, "vsr.train": 2, "vsr.evaluate": 2, "vsr.bench": 2, "vsr.compare": 2, "vsr.info": 2,
     "vsr.video": 1, "vsr.data": 1, "vsr.models": 1, "vsr.losses": 1, "vsr.metrics": 1,
-    "vsr.errors": 0, "vsr.atomic": 0, "vsr.precision": 0,
+    "vsr.errors": 0, "vsr.atomic": 0, "vsr.precision": 0, "vsr.provenance": 0,
 }
 LAYER_NAMES = {3: "entry point", 2: "job", 1: "part", 0: "base"}
 # Imports allowed between two units of one layer (entry points and base modules may import each other freely).
-SAME_LAYER = {("vsr.train", "vsr.evaluate"), ("vsr.bench", "vsr.pipeline"), ("vsr.data", "vsr.video")}
+SAME_LAYER = {("vsr.train", "vsr.evaluate"), ("vsr.bench", "vsr.pipeline"), ("vsr.data", "vsr.video"),
+              ("vsr.compare", "vsr.pipeline")}
 NO_TORCH = ("vsr.video",)
 
 

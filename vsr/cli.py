@@ -10,10 +10,10 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from vsr import cli_distributed, cli_folder
+from vsr import cli_compare, cli_distributed, cli_folder
 from vsr.cli_bench import bench_cmd
 from vsr.cli_models import list_models_cmd
-from vsr.cli_options import threads_option
+from vsr.cli_options import Time as _Time, threads_option
 from vsr.cli_train import click_error, eval_cmd, load_cli_model, model_given, prepare_cmd, train_cmd
 from vsr.errors import VsrError
 from vsr.models import SCALES as MODEL_SCALES
@@ -81,36 +81,6 @@ def _media_in(folder: Path, tag: str) -> list[Path]:
     )
 
 
-def parse_time(text: str) -> float:
-    """'90', '12.5', '01:30', '1:02:03.250' -> seconds. Raises ValueError for anything else."""
-    parts = text.strip().split(":")
-    if not 1 <= len(parts) <= 3 or any(not p.strip() for p in parts):
-        raise ValueError(text)
-    *whole, last = parts
-    seconds = float(last)
-    if not 0 <= seconds < float("inf") or (whole and seconds >= 60):
-        raise ValueError(text)
-    units = [int(p) for p in whole]  # int() refuses "1.5" as hours or minutes
-    if any(u < 0 for u in units) or (len(units) == 2 and units[1] >= 60):
-        raise ValueError(text)
-    minutes = 0
-    for unit in units:
-        minutes = minutes * 60 + unit
-    return minutes * 60 + seconds
-
-
-class _Time(click.ParamType):
-    name = "TIME"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)):
-            return float(value)
-        try:
-            return parse_time(value)
-        except ValueError:
-            self.fail(f"{value!r} is not seconds (12.5) or a timestamp (MM:SS, HH:MM:SS.mmm)", param, ctx)
-
-
 class _OneLineErrors(click.Command):
     """Bad option values give one `Error:` line and exit 1, like every other enhance error (not click's usage + 2)."""
 
@@ -158,9 +128,11 @@ def _raise_interrupt(signum, frame):
 @click.option("--height", "out_height", type=click.IntRange(1), default=None, help="Output height in pixels; alone, the width keeps the aspect ratio.  [default: input height x scale]")
 @click.option("-e", "--encoder-opt", "encoder_opts", multiple=True, metavar="KEY=VALUE", help="Encoder option passed to FFmpeg as is (repeatable), e.g. -e crf=17 -e tune=film, -e x265-params=aq-mode=3, -e svtav1-params=film-grain=8; checked before any work.")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality of image outputs (100 on WebP: lossless).")
+@click.option("--estimate", is_flag=True, help="Measure a few seconds of the input and print the time and output size of the whole file (or folder), writing nothing.")
+@click.option("--generative", type=click.Choice(["yes", "no"]), default=None, help="Whether the weights were trained with an adversarial (GAN) loss, recorded in the output's provenance tags.  [default: what the weights' meta says; unknown for other projects' files]")
 @threads_option
 @click.pass_context
-def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, batch_size, tile, tile_pad, codec, crf, preset, pix_fmt, start, end, keep_timestamps, deinterlace, square_pixels, no_audio, no_subtitles, overwrite, skip_existing, report, resume, segment_frames, outscale, out_width, out_height, encoder_opts, quality, threads):
+def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, batch_size, tile, tile_pad, codec, crf, preset, pix_fmt, start, end, keep_timestamps, deinterlace, square_pixels, no_audio, no_subtitles, overwrite, skip_existing, report, resume, segment_frames, outscale, out_width, out_height, encoder_opts, quality, estimate, generative, threads):
     """Upscale a video (or an image, or every video/image in a folder) with a super-resolution model.
 
     Every frame is kept with its timestamp (checked at the end: frames in = frames out, last pts equal), and audio,
@@ -208,6 +180,8 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
         if name not in nets:  # loaded once, at its first file
             nets[name] = load_cli_model(name, str(weights) if weights else None,
                                         int(scale) if scale_given or not weights else None, model_given(ctx))
+            if generative:  # the user's word on a file that does not say (vsr.provenance)
+                nets[name].meta = {**(getattr(nets[name], "meta", None) or {}), "generative": generative}
         return nets[name]
 
     def report_name(path: Path) -> str:
@@ -219,6 +193,10 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
     net = net_for(first)
     scale = int(net.scale)
     tag = f"{outscale:g}" if outscale else str(scale)
+    if estimate:
+        set_cpu_threads(threads)
+        cli_compare.print_estimate(input, output, net, cfg, _media_in(input, tag) if input.is_dir() else None)
+        return
     # `kill` (SIGTERM) stops as cleanly as Ctrl-C: temp files removed, resume state kept.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
     from vsr.pipeline import ranks
@@ -311,9 +289,12 @@ def _enhance_one(path: Path, output: Path | None, net, cfg, show_progress: bool 
             total *= 2
         bar = tqdm(total=total or None, unit="frame", desc="enhance", dynamic_ncols=True, file=sys.stderr,
                    disable=not show_progress)
+        clock.append(cli_compare.RunEstimate(bar, total))
 
+    clock = []  # the expected duration, printed once known and kept in the bar (vsr.estimate.RunClock)
     try:
-        result = pipeline.enhance_video(path, output, net, cfg, progress=lambda n: bar.update(n), on_start=on_start)
+        result = pipeline.enhance_video(path, output, net, cfg, progress=lambda n: clock[0].update(n),
+                                        on_start=on_start)
     finally:
         if bar is not None:
             bar.close()
@@ -336,6 +317,8 @@ cli.add_command(bench_cmd, "bench")
 cli.add_command(train_cmd, "train")
 cli.add_command(eval_cmd, "eval")
 cli.add_command(prepare_cmd, "prepare")
+cli.add_command(cli_compare.compare_cmd, "compare")
+cli.add_command(cli_compare.info_cmd, "info")
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Options kept apart from the commands: the realistic-degradation flags of `vsr train` (one per
-data.Degradation field worth a flag) with the LO,HI range type they use, and --threads, shared by every command that
-runs a model."""
+data.Degradation field worth a flag) with the LO,HI range type they use, the time type of --start / --end / --at, and
+--threads, shared by every command that runs a model."""
 
 from __future__ import annotations
 
@@ -81,6 +81,38 @@ def degradation_options(command):
     for option in reversed(_DEGRADATION_OPTIONS):
         command = option(command)
     return command
+
+
+def parse_time(text: str) -> float:
+    """'90', '12.5', '01:30', '1:02:03.250' -> seconds. Raises ValueError for anything else."""
+    parts = text.strip().split(":")
+    if not 1 <= len(parts) <= 3 or any(not p.strip() for p in parts):
+        raise ValueError(text)
+    *whole, last = parts
+    seconds = float(last)
+    if not 0 <= seconds < float("inf") or (whole and seconds >= 60):
+        raise ValueError(text)
+    units = [int(p) for p in whole]  # int() refuses "1.5" as hours or minutes
+    if any(u < 0 for u in units) or (len(units) == 2 and units[1] >= 60):
+        raise ValueError(text)
+    minutes = 0
+    for unit in units:
+        minutes = minutes * 60 + unit
+    return minutes * 60 + seconds
+
+
+class Time(click.ParamType):
+    """Seconds or a timestamp (see :func:`parse_time`) -> seconds."""
+
+    name = "TIME"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return parse_time(value)
+        except ValueError:
+            self.fail(f"{value!r} is not seconds (12.5) or a timestamp (MM:SS, HH:MM:SS.mmm)", param, ctx)
 
 
 threads_option = click.option(

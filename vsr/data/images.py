@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vsr import provenance
 from vsr.errors import VsrError
 from vsr.video.probe import IMAGE_EXTS
 from vsr.video.stills import png_bit_depth, read_png16, write_png16
@@ -147,12 +148,13 @@ _ALPHA_FORMATS = {".png", ".webp", ".tif", ".tiff"}
 _DEEP_FORMATS = {".png"}
 
 
-def write_image(path: str | Path, picture: Picture, quality: int = 95) -> list[str]:
+def write_image(path: str | Path, picture: Picture, quality: int = 95, tags: dict[str, str] | None = None) -> list[str]:
     """Writes ``picture`` in the format ``path``'s extension names, keeping what that format can hold.
 
     16 bits stay 16 in PNG (else rounded to 8); alpha is kept in PNG, WebP and TIFF (else dropped); JPEG and WebP are
     written at ``quality`` (JPEG without chroma subsampling from 90 up; WebP 100 is lossless); the colour profile is
-    carried over. The file is written as given: callers write to a temporary name and rename.
+    carried over. The file is written as given: callers write to a temporary name and rename. ``tags`` (vsr's
+    provenance, `vsr.provenance.model_tags`) go into PNG text chunks, or EXIF and XMP in JPEG / WebP (EXIF in TIFF).
 
     Returns:
         One line for each thing the format could not keep (for the caller to warn about).
@@ -170,8 +172,12 @@ def write_image(path: str | Path, picture: Picture, quality: int = 95) -> list[s
     if alpha is not None and suffix not in _ALPHA_FORMATS:
         notes.append(f"{suffix} has no transparency: the alpha channel was left out of {path.name}")
         alpha = None
+    if tags and suffix == ".bmp":
+        notes.append(f"{suffix} holds no metadata: {path.name} does not say which model made it")
     if picture.rgb.dtype == np.uint16 and suffix in _DEEP_FORMATS:
         write_png16(path, picture.rgb, None if alpha is None else to_uint16(alpha))
+        if tags:
+            provenance.add_png_text(path, tags)
         return notes
     if picture.rgb.dtype == np.uint16:
         notes.append(f"{suffix} holds 8 bits per channel: {path.name} was rounded from 16 bits")
@@ -183,11 +189,20 @@ def write_image(path: str | Path, picture: Picture, quality: int = 95) -> list[s
     elif suffix == ".webp":
         # exact: keep the colour under fully transparent pixels (the model made it; it is not noise to drop).
         options.update(quality=quality, lossless=quality == 100, exact=True)
+    if tags and suffix in (".jpg", ".jpeg", ".webp", ".tif", ".tiff"):
+        exif = Image.Exif()
+        exif[_DESCRIPTION], exif[_SOFTWARE] = provenance.summary_line(tags), f"vsr {tags.get('version', '')}".strip()
+        options.update(exif=exif, xmp=provenance.xmp_packet(tags))
     try:
         im.save(path, format=_SAVE_FORMATS[suffix], **options)
+        if tags and suffix == ".png":
+            provenance.add_png_text(path, tags)
     except (OSError, ValueError) as e:
         raise VsrError(f"cannot write {path}: {getattr(e, 'strerror', None) or e}") from None
     return notes
+
+
+_DESCRIPTION, _SOFTWARE = 0x010E, 0x0131  # EXIF ImageDescription, Software
 
 
 _SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",

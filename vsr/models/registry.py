@@ -206,8 +206,9 @@ def load_model(
         fold_bn: fold BatchNorm into the preceding convs (same output, fewer ops); vsr's own architectures only.
 
     Returns:
-        The model in eval mode on ``device``, with ``.scale``, ``.arch`` (str), ``.args`` (dict) and ``.meta``
-        (dict, the file's meta, e.g. ``{"precision_ok": ["bf16"], "trained_steps": ...}``).
+        The model in eval mode on ``device``, with ``.scale``, ``.arch`` (str), ``.args`` (dict), ``.meta``
+        (dict, the file's meta, e.g. ``{"precision_ok": ["bf16"], "trained_steps": ...}``), ``.name`` (the shipped
+        name, or the file's stem) and ``.weights_file`` (the Path read, None for bicubic).
 
     Raises:
         VsrError: no weights for that name and scale, unreadable or foreign file, wrong scale, arch or sizes,
@@ -216,15 +217,17 @@ def load_model(
     if arch is not None:
         check_arch(arch)
     name = str(name_or_path)
+    shipped = None
     if name == "bicubic" and not Path(name).is_file():
         model = Bicubic(scale=scale or 4)
         model.arch, model.args, model.meta = "bicubic", {"scale": scale or 4}, {}
+        path = None
     else:
         path = Path(name) if isinstance(name_or_path, Path) or looks_like_path(name) else None
         if path is None:
             # A shipped file named after an architecture is that architecture (lets BasicSR files ship as-is).
             arch = arch or (name if name in MODELS else None)
-            path = find_weights(name, scale or 4)
+            path = shipped = find_weights(name, scale or 4)
             if path is None:
                 have = sorted(p.name for p in weights_dir().glob(f"{name}_x*.pt"))
                 note = f" (have: {', '.join(have)})" if have else ""
@@ -249,6 +252,9 @@ def load_model(
             model = build_model(file_arch, **args)
             load_state(model, state_dict, path, file_arch, args)
             model.arch, model.args, model.meta = file_arch, args, meta
+    # What made an output (vsr.provenance): the shipped name (-m srgan) or the file's stem, and the file itself.
+    model.name = name if shipped is not None or path is None else Path(name).stem
+    model.weights_file = path
     model.eval()
     # Folding relies on convs registered right before the BN they feed, true of vsr's models; another project's
     # architecture may register them in any order, so it runs as it was written.

@@ -14,6 +14,7 @@ last pts are checked in == out at the end of every run.
   `ranks.py`: the torchrun job (this rank, the process group, shares, the final barrier).
 - `image.py`: `upscale_image`.
 - `folder.py`: many files in one run (`run_files`): every file attempted, a result each, a JSON report.
+- `estimate.py`: how long a run will take (`RunClock`, during it) and `vsr enhance --estimate` (a measured sample).
 
 Running the model on frame batches (`Upscaler`, `resize_frames`) is `vsr.models.runner`, which knows no video, so
 that `evaluate` and `train` run models exactly as `enhance` does without importing the pipeline.

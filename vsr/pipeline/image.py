@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vsr import data
+from vsr import data, provenance
 from vsr.atomic import atomic_write
 from vsr.errors import VsrError
 from vsr.models.runner import PEAK, Upscaler, resize_frames
@@ -74,7 +74,8 @@ def upscale_image(
     out = data.Picture(rgb, alpha, picture.icc_profile)
     try:
         with atomic_write(output_path) as temp:
-            notes = data.write_image(temp, out, quality=cfg.quality)
+            notes = data.write_image(temp, out, quality=cfg.quality,
+                                     tags=provenance.model_tags(model, upscaler.precision.name))
     except OSError as exc:
         raise VsrError(f"cannot write {output_path}: {exc.strerror or exc}") from None
     for note in notes:

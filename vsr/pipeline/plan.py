@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vsr import video
+from vsr import provenance, video
 from vsr.errors import VsrError
 from vsr.models.runner import Upscaler
 from vsr.pipeline.worksize import choose_work_size
@@ -151,10 +151,12 @@ def plan_run(input_path: Path, output_path: Path | None, model: nn.Module, cfg: 
     deinterlace = video.deinterlace_plan(cfg.deinterlace, info.interlaced)
     time_base = video.output_time_base(info.time_base, deinterlace)
     fps = info.fps * 2 if info.fps and deinterlace == "field" else info.fps
+    # What made the output, as container tags beside the source's (vsr info reads them back).
+    tags = provenance.prefixed(provenance.model_tags(model, upscaler.precision.name))
     encoding = video.FrameSettings(
         width=out_w, height=out_h, time_base=time_base, fps=fps, codec=codec, crf=cfg.crf, preset=cfg.preset,
         pix_fmt=pix_fmt, sample_aspect_ratio=sample_aspect, container=output_path.suffix,
-        options=dict(cfg.encoder_options) or None, **info.color_tags)
+        options=dict(cfg.encoder_options) or None, tags=tags, **info.color_tags)
     return RunPlan(
         input_path=input_path, output_path=output_path, model=model, cfg=cfg, info=info, device=device,
         precision=upscaler.precision, upscaler=upscaler,

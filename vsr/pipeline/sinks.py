@@ -313,7 +313,7 @@ def resume_parts(plan: RunPlan) -> ResumeParts:
         return video.join_segments(
             segments, output, source=str(plan.input_path), time_base=encoding.time_base, copy_audio=cfg.copy_audio,
             copy_subtitles=cfg.copy_subtitles, start=cfg.start, end=cfg.end, overwrite=True,
-            rotation=plan.info.rotation, fps=fps, rebase=plan.rebase, **plan.info.color_tags,
+            rotation=plan.info.rotation, fps=fps, rebase=plan.rebase, tags=encoding.tags, **plan.info.color_tags,
         )
 
     return ResumeParts(identity, segment_frames, open_writer, join_into)

@@ -128,6 +128,12 @@ def computed_pixels(height: int, width: int, tile: int, pad: int) -> int:
     return span(height) * span(width)
 
 
+def frames_per_call(width: int, height: int, device: torch.device) -> int:
+    """How many whole frames of this size a call gets before memory is looked at (the choice may lower it)."""
+    target = TARGET_PIXELS.get(device.type, TARGET_PIXELS["cpu"])
+    return max(1, min(MAX_BATCH, target // (width * height)))
+
+
 def choose_work_size(
     model: nn.Module, *, height: int, width: int, device: torch.device, value_bytes: int, sample_bytes: int = 1,
     queued_batches: int = 0, batch: int | None = None, tile: int | None = None, tile_pad: int | None = None,
@@ -182,7 +188,7 @@ def choose_work_size(
                                     queued)
 
     if batch is None:
-        n = max(1, min(MAX_BATCH, target // (height * width)))
+        n = frames_per_call(width, height, device)
         while n > 1 and need(n, 0) > budget:
             n -= 1
         why = f"{n} frames of {width}x{height} a call" if n > 1 else "one whole frame a call"

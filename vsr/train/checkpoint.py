@@ -272,6 +272,7 @@ def export_weights(ckpt_path: str | Path, out_path: str | Path) -> Path:
         "perceptual_scale": cfg.get("perceptual_scale", 1.0) if cfg["perceptual"] != "none" else None,
         "mse_weight": cfg["mse_weight"],
         "adv_weight": cfg["adv_weight"] if cfg["phase"] == "gan" else None,
+        "generative": "yes" if cfg["phase"] == "gan" else "no",  # adversarial: may draw detail (vsr.provenance)
         "sharpen_gt": cfg.get("sharpen_gt", 0.0),
         "sample_by": cfg.get("sample_by", "image"),
         "ema_decay": cfg["ema_decay"],

@@ -28,6 +28,7 @@ from vsr.errors import VsrError
 from vsr.video.colour import tag_stream
 from vsr.video.probe import error_text, main_video_stream, open_input
 from vsr.video.streams import StreamCopier
+from vsr.video.tags import add_tags, tag_options
 from vsr.video.container import (
     check_output_path,
     check_summary,
@@ -81,7 +82,7 @@ def _check_segments(segments: Sequence[Path]) -> None:
 def join_segments(segments: Sequence, output, *, source, time_base: Fraction, copy_audio: bool = True,
                   copy_subtitles: bool = True, start: float | None = None, end: float | None = None,
                   overwrite: bool = False, rotation: int = 0, fps: Fraction | None = None, verify: bool = True,
-                  rebase: bool = False, **color_tags: str | None) -> JoinResult:
+                  rebase: bool = False, tags: dict[str, str] | None = None, **color_tags: str | None) -> JoinResult:
     """Remux the video packets of ``segments`` in order, plus every other stream of ``source``, into ``output``.
 
     Written to a temp file beside ``output`` and renamed into place only when complete and checked.
@@ -102,6 +103,7 @@ def join_segments(segments: Sequence, output, *, source, time_base: Fraction, co
             takes it); None uses the last frame-to-frame step.
         verify: Read the result back and check frame count and first/last pts.
         rebase: As for VideoWriter: the output's clock starts at the first frame (every stream moved alike).
+        tags: As for VideoWriter: container tags added after the source's.
         **color_tags: color_range, color_space, color_primaries, color_trc to tag on the container (None keeps
             the segments'). Tags only: give the segments' writers the same ones, as they decide the RGB->YUV maths
             and the tags inside the bitstream, which decoders prefer.
@@ -125,7 +127,8 @@ def join_segments(segments: Sequence, output, *, source, time_base: Fraction, co
     temp = create_temp(output)
     out = copier = None
     try:
-        out = av.open(str(temp), "w", container_options=container_options(output, time_base))
+        out = av.open(str(temp), "w", container_options={**container_options(output, time_base),
+                                                         **tag_options(output, tags)})
         with open_input(segments[0]) as first:
             # The template's codec parameters (headers, size, colour, rotation) are copied, not referenced.
             video = out.add_stream_from_template(main_video_stream(first, segments[0]), opaque=True)
@@ -141,6 +144,7 @@ def join_segments(segments: Sequence, output, *, source, time_base: Fraction, co
                                   span=(start, end), negative_times=exact_times(output), warnings=warnings,
                                   rebase=rebase)
             copier.tag_video(video)
+        add_tags(out, output, tags, warnings)
         frames, first_pts, last_pts, step, shift = _mux_segments(out, video, segments, time_base, copier,
                                                                  start is not None, rebase)
         if fps:

@@ -31,6 +31,7 @@ from vsr.video.container import (
 )
 from vsr.video.probe import error_text, probe
 from vsr.video.streams import StreamCopier
+from vsr.video.tags import add_tags, tag_options
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class FrameSettings:
     color_trc: str | None = None
     container: str | None = None
     options: dict[str, str] | None = None  # extra encoder options (-e KEY=VALUE)
+    tags: dict[str, str] | None = None  # container tags added to the source's (vsr's provenance)
 
     def as_kwargs(self) -> dict:
         """Keyword arguments for :class:`VideoWriter`."""
@@ -91,7 +93,7 @@ class VideoWriter:
                  start: float | None = None, end: float | None = None, options: dict[str, str] | None = None,
                  verify: bool = True, sample_aspect_ratio: Fraction | None = None, rebase: bool = False,
                  container: str | None = None, check: Callable[[Path], None] | None = None,
-                 rebase_at: int | None = None):
+                 rebase_at: int | None = None, tags: dict[str, str] | None = None):
         """Check the options, create the temp file and open the encoder (and the source).
 
         Args:
@@ -135,6 +137,7 @@ class VideoWriter:
                 lists it) instead of the first frame written, so a missing first frame shows as one.
             check: Called on :meth:`close` with the finished temp file before it is renamed onto ``path``; raises
                 VsrError to discard it (e.g. :func:`~vsr.video.index.check_times` against the source's index).
+            tags: Container tags added after the source's (see :mod:`~vsr.video.tags`).
         """
         self.path = Path(path)
         self.time_base = Fraction(time_base)
@@ -181,8 +184,8 @@ class VideoWriter:
         self.temp_path = create_temp(self.path)
         self._out = self._copier = None
         try:
-            self._out = av.open(str(self.temp_path), "w",
-                                container_options=container_options(self.path, self.time_base))
+            self._out = av.open(str(self.temp_path), "w", container_options={
+                **container_options(self.path, self.time_base), **tag_options(self.path, tags)})
             self._stream = self._out.add_stream(codec, rate=fps or 25, options=codec_options)
             self._stream.width, self._stream.height, self._stream.pix_fmt = out_w, out_h, pix_fmt
             self._stream.time_base = self.time_base
@@ -209,6 +212,7 @@ class VideoWriter:
                                             negative_times=exact_times(self.path), warnings=self.warnings,
                                             rebase=rebase)
                 self._copier.tag_video(self._stream)
+            add_tags(self._out, self.path, tags, self.warnings)
         except BaseException as err:
             self.abort()
             if isinstance(err, VsrError):
