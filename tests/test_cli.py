@@ -199,7 +199,7 @@ def test_enhance_no_audio_no_subtitles(clip_factory, tmp_path):
 def test_default_model_is_chosen_by_the_footage(tmp_path):
     from vsr.cli import VIDEO_MODEL, default_model
 
-    assert default_model(tmp_path / "cctv.avi", 4) == VIDEO_MODEL == "srresnet_real"
+    assert default_model(tmp_path / "cctv.avi", 4) == VIDEO_MODEL == "rsrresnet_real"
     assert default_model(tmp_path / "tapes", 4) == VIDEO_MODEL  # a folder of videos
     assert default_model(tmp_path / "photo.png", 4) == "srresnet"  # images: the bicubic-trained model
-    assert default_model(tmp_path / "cctv.avi", 2) == "srresnet"  # no srresnet_real_x2 is shipped
+    assert default_model(tmp_path / "cctv.avi", 2) == "srresnet"  # no rsrresnet_real_x2 is shipped
