@@ -58,6 +58,28 @@ class ResidualBlock(nn.Module):
         return x + self.bn2(self.conv2(self.prelu(self.bn1(self.conv1(x)))))
 
 
+def srresnet_upsampler(num_feat: int, scale: int) -> nn.Sequential:
+    """SRResNet's upsampler: log2(scale) x [conv3x3 to 4 * num_feat, PixelShuffle(2), PReLU] (x3: one stage with
+    9 * num_feat and PixelShuffle(3))."""
+    factors = [3] if scale == 3 else [2] * int(math.log2(scale))
+    stages: list[nn.Module] = []
+    for f in factors:
+        stages += [nn.Conv2d(num_feat, num_feat * f * f, 3, 1, 1), nn.PixelShuffle(f), nn.PReLU(num_feat)]
+    return nn.Sequential(*stages)
+
+
+@torch.no_grad()
+def init_residual_branches(body: nn.Sequential) -> None:
+    """As in BasicSR's MSRResNet: residual branches start small (x0.1 He init) so that the block stack starts close
+    to identity and early training does not blow up. In train mode the BN after each conv divides that scale away
+    again, so the last BN's gain starts at 0.1 as well (torchvision ResNet's zero_init_residual, softened)."""
+    for block in body:
+        for conv in (block.conv1, block.conv2):
+            nn.init.kaiming_normal_(conv.weight)
+            conv.weight.mul_(0.1)
+        nn.init.constant_(block.bn2.weight, 0.1)
+
+
 class SRResNet(nn.Module):
     """SRResNet (= SRGAN generator) exactly as Ledig et al. 2017, Fig. 4.
 
@@ -83,22 +105,9 @@ class SRResNet(nn.Module):
         self.body = nn.Sequential(*(ResidualBlock(num_feat) for _ in range(num_block)))
         self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1, bias=False)
         self.bn_body = nn.BatchNorm2d(num_feat)
-        factors = [3] if scale == 3 else [2] * int(math.log2(scale))
-        stages: list[nn.Module] = []
-        for f in factors:
-            stages += [nn.Conv2d(num_feat, num_feat * f * f, 3, 1, 1), nn.PixelShuffle(f), nn.PReLU(num_feat)]
-        self.upsample = nn.Sequential(*stages)
+        self.upsample = srresnet_upsampler(num_feat, scale)
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 9, 1, 4)
-
-        for block in self.body:
-            for conv in (block.conv1, block.conv2):
-                # As in BasicSR's MSRResNet: residual branches start small (x0.1 He init) so that the 16-block
-                # stack starts close to identity and early training does not blow up. In train mode the BN
-                # after each conv divides that scale away again, so the last BN's gain starts at 0.1 as well
-                # (the same idea as torchvision ResNet's zero_init_residual, softened).
-                nn.init.kaiming_normal_(conv.weight)
-                conv.weight.data.mul_(0.1)
-            nn.init.constant_(block.bn2.weight, 0.1)
+        init_residual_branches(self.body)
 
     def forward(self, lq: torch.Tensor) -> torch.Tensor:
         feat = self.prelu_first(self.conv_first(lq))

@@ -24,14 +24,13 @@ sequence has no past).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vsr.models.archs import ResidualBlock, check_scale
+from vsr.models.archs import ResidualBlock, check_scale, init_residual_branches, srresnet_upsampler
 
 
 @dataclass
@@ -85,18 +84,9 @@ class RecurrentSRResNet(nn.Module):
         self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1, bias=False)
         self.bn_body = nn.BatchNorm2d(num_feat)
         self.conv_state = nn.Conv2d(num_feat, num_state, 3, 1, 1)
-        factors = [3] if scale == 3 else [2] * int(math.log2(scale))
-        stages: list[nn.Module] = []
-        for f in factors:
-            stages += [nn.Conv2d(num_feat, num_feat * f * f, 3, 1, 1), nn.PixelShuffle(f), nn.PReLU(num_feat)]
-        self.upsample = nn.Sequential(*stages)
+        self.upsample = srresnet_upsampler(num_feat, scale)
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 9, 1, 4)
-
-        for block in self.body:  # as SRResNet: residual branches start small
-            for conv in (block.conv1, block.conv2):
-                nn.init.kaiming_normal_(conv.weight)
-                conv.weight.data.mul_(0.1)
-            nn.init.constant_(block.bn2.weight, 0.1)
+        init_residual_branches(self.body)  # as SRResNet
         # Zero: the untrained past adds nothing, so the network starts as the per-frame one.
         nn.init.zeros_(self.conv_temporal.weight)
         nn.init.zeros_(self.conv_temporal.bias)
