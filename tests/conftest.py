@@ -352,3 +352,24 @@ def one_error_line(result, *fragments):
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def enhance_until_crash(source, out, model, cfg, after: int = 12) -> None:
+    """Runs enhance_video with a writer that fails once more than ``after`` frames would have been written (a crash
+    mid-run, leaving the finished resume segments behind)."""
+    from vsr import video
+    from vsr.errors import VsrError
+    from vsr.pipeline import enhance_video
+
+    real_write, written = video.VideoWriter.write, [0]
+
+    def crashing_write(self, frames, pts):
+        if written[0] + len(pts) > after:
+            raise VsrError("simulated crash")
+        written[0] += len(pts)
+        return real_write(self, frames, pts)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(video.VideoWriter, "write", crashing_write)
+        with pytest.raises(VsrError, match="simulated crash"):
+            enhance_video(source, out, model, cfg)

@@ -21,7 +21,7 @@ import av
 import numpy as np
 import matrix_runs
 import pytest
-from conftest import clip_frame
+from conftest import clip_frame, enhance_until_crash
 
 from vsr import models, video
 from vsr.errors import VsrError
@@ -256,18 +256,7 @@ def test_check_times_names_the_first_missing_or_extra_frame(tmp_path, sources):
 def test_resume_warms_a_recurrent_model_on_frames_it_drops(tmp_path, sources, monkeypatch):
     source, out = sources["h264.ts"], tmp_path / "out.ts"
     cfg = dict(device="cpu", precision="fp32", batch_size=2, preset="ultrafast", resume=True, segment_frames=5)
-    real_write, written = video.VideoWriter.write, [0]
-
-    def crash_after_12(self, frames, pts):
-        if written[0] + len(pts) > 12:
-            raise VsrError("simulated crash")
-        written[0] += len(pts)
-        return real_write(self, frames, pts)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(video.VideoWriter, "write", crash_after_12)
-        with pytest.raises(VsrError, match="simulated crash"):
-            enhance_video(source, out, matrix_runs.WarmNearest(), EnhanceConfig(**cfg))
+    enhance_until_crash(source, out, matrix_runs.WarmNearest(), EnhanceConfig(**cfg))
     resets, upscaled = [], []
     real_call = Upscaler.__call__
     monkeypatch.setattr(Upscaler, "reset_state", lambda self: resets.append(1))
@@ -292,18 +281,7 @@ def test_one_frame_per_field_resumes_onto_the_frames_of_a_plain_run(tmp_path, mo
     net = models.load_model("bicubic", scale=2)
     cfg = dict(device="cpu", batch_size=2, preset="ultrafast", deinterlace="field")
     plain = enhance_video(source, tmp_path / "plain.mkv", net, EnhanceConfig(**cfg))
-    real_write, written = video.VideoWriter.write, [0]
-
-    def crash_after_12(self, frames, pts):
-        if written[0] + len(pts) > 12:
-            raise VsrError("simulated crash")
-        written[0] += len(pts)
-        return real_write(self, frames, pts)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(video.VideoWriter, "write", crash_after_12)
-        with pytest.raises(VsrError, match="simulated crash"):
-            enhance_video(source, tmp_path / "resumed.mkv", net, EnhanceConfig(**cfg, resume=True, segment_frames=5))
+    enhance_until_crash(source, tmp_path / "resumed.mkv", net, EnhanceConfig(**cfg, resume=True, segment_frames=5))
     resumed = enhance_video(source, tmp_path / "resumed.mkv", net, EnhanceConfig(**cfg, resume=True, segment_frames=5))
     assert plain.frames_out == 32 and resumed.reused_frames == 10 and resumed.frames_out == 32
     assert output_times(tmp_path / "resumed.mkv") == output_times(tmp_path / "plain.mkv")

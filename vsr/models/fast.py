@@ -42,7 +42,7 @@ from torch import nn
 
 from vsr.models.archs import SRResNet
 from vsr.models.ops import fold_batchnorm
-from vsr.models.recurrent import RecurrentSRResNet, RecurrentState
+from vsr.models.recurrent import RecurrentSRResNet, RecurrentState, past_input
 
 
 # The private oneDNN entry points the graph is built from (torch's inductor uses them on CPU). Not a public API: a
@@ -267,7 +267,7 @@ class FastSRResNet(nn.Module):
 
 class FastRecurrentSRResNet(FastSRResNet):
     """`RecurrentSRResNet`'s inference graph for CPU: SRResNet's, plus its two recurrent convs (the temporal one
-    with the first features added as a post-op). ``step`` as the module's; the past is built by the module's code.
+    with the first features added as a post-op). ``step`` as the module's, with the same past (`past_input`).
 
     Args:
         model: the RecurrentSRResNet to copy (it is not changed).
@@ -276,7 +276,8 @@ class FastRecurrentSRResNet(FastSRResNet):
 
     def __init__(self, model: RecurrentSRResNet, dtype: torch.dtype = torch.float32) -> None:
         super().__init__(model, dtype)
-        self.source = copy.deepcopy(model).float().cpu().eval()  # builds the past (scene cuts, zero state)
+        self.num_state, self.out_channels = model.num_state, model.conv_last.out_channels
+        self.cut_threshold = model.cut_threshold
         feat = model.conv_first.out_channels
         self.conv_temporal = _Conv(*_conv_params(model.conv_temporal), dtype,
                                    (1, model.conv_temporal.in_channels, 64, 64))
@@ -286,7 +287,8 @@ class FastRecurrentSRResNet(FastSRResNet):
 
     def step(self, lq: torch.Tensor, state: RecurrentState | None = None) -> tuple[torch.Tensor, RecurrentState]:
         first = _prelu(self.conv_first(lq), self.prelu_first)
-        out = self.trunk(self.conv_temporal(self.source.past(lq, state), add=first))
+        past = past_input(lq, state, self.scale, self.num_state, self.out_channels, self.cut_threshold)
+        out = self.trunk(self.conv_temporal(past, add=first))
         sr = self.upsample(out)
         return sr, RecurrentState(lq, sr.clamp(0, 1), torch.tanh(self.conv_state(out)))
 

@@ -101,25 +101,10 @@ class RecurrentSRResNet(nn.Module):
                 m.eval()
         return self
 
-    def initial_state(self, lq: torch.Tensor) -> RecurrentState:
-        """The state of streams with no past: the frame itself as the previous one, zero output and features."""
-        n, _, h, w = lq.shape
-        s = self.scale
-        return RecurrentState(lq, lq.new_zeros((n, self.conv_last.out_channels, h * s, w * s)),
-                              lq.new_zeros((n, self.num_state, h, w)))
-
     def past(self, lq: torch.Tensor, state: RecurrentState | None) -> torch.Tensor:
         """The input of ``conv_temporal`` for frame ``lq``: the past of each stream, or none where a stream starts
         (``state`` None) or its frame starts a new shot (see :func:`scene_cut`)."""
-        if state is None:
-            state = self.initial_state(lq)
-        else:
-            cut = scene_cut(lq, state.lq, self.cut_threshold)
-            if bool(cut.any()):  # a host sync, but only a test of N numbers; rare in practice
-                keep = (~cut).view(-1, 1, 1, 1).to(lq.dtype)
-                state = RecurrentState(torch.where(cut.view(-1, 1, 1, 1), lq, state.lq), state.sr * keep,
-                                       state.hidden * keep)
-        return torch.cat([lq, state.lq, F.pixel_unshuffle(state.sr, self.scale), state.hidden], dim=1)
+        return past_input(lq, state, self.scale, self.num_state, self.conv_last.out_channels, self.cut_threshold)
 
     def step(self, lq: torch.Tensor, state: RecurrentState | None = None) -> tuple[torch.Tensor, RecurrentState]:
         """One frame of N streams.
@@ -156,3 +141,20 @@ def scene_cut(lq: torch.Tensor, previous: torch.Tensor, threshold: float) -> tor
     k = max(1, min(8, lq.shape[-2], lq.shape[-1]))
     diff = F.avg_pool2d(lq.float(), k, ceil_mode=True) - F.avg_pool2d(previous.float(), k, ceil_mode=True)
     return diff.abs().flatten(1).mean(1) > threshold
+
+
+def past_input(lq: torch.Tensor, state: RecurrentState | None, scale: int, num_state: int, out_channels: int,
+               cut_threshold: float) -> torch.Tensor:
+    """What a recurrent step sees of the past, on the LR grid: this frame, the previous one, the previous output
+    (pixel-unshuffled) and the hidden state. A stream with no past (``state`` None, or a scene cut) gets this frame
+    as the previous one and zero output and state, as at the start of a video."""
+    n, _, h, w = lq.shape
+    if state is None:
+        zeros_sr = lq.new_zeros((n, out_channels * scale * scale, h, w))
+        return torch.cat([lq, lq, zeros_sr, lq.new_zeros((n, num_state, h, w))], dim=1)
+    cut = scene_cut(lq, state.lq, cut_threshold)
+    if bool(cut.any()):  # a host sync, but only a test of N numbers; rare in practice
+        keep = (~cut).view(-1, 1, 1, 1).to(lq.dtype)
+        state = RecurrentState(torch.where(cut.view(-1, 1, 1, 1), lq, state.lq), state.sr * keep,
+                               state.hidden * keep)
+    return torch.cat([lq, state.lq, F.pixel_unshuffle(state.sr, scale), state.hidden], dim=1)
