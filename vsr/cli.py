@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from vsr.precision import PRECISIONS, set_cpu_threads
 from vsr.video import CODECS, DEINTERLACE_MODES
 
 SCALES = tuple(str(s) for s in MODEL_SCALES)  # as click.Choice takes them
+STARTED = time.monotonic()  # imports and the model load are part of what a run costs (--estimate adds them)
 
 
 class VsrGroup(click.Group):
@@ -195,7 +197,8 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
     tag = f"{outscale:g}" if outscale else str(scale)
     if estimate:
         set_cpu_threads(threads)
-        cli_compare.print_estimate(input, output, net, cfg, _media_in(input, tag) if input.is_dir() else None)
+        cli_compare.print_estimate(input, output, net, cfg, _media_in(input, tag) if input.is_dir() else None,
+                                   startup=time.monotonic() - STARTED)
         return
     # `kill` (SIGTERM) stops as cleanly as Ctrl-C: temp files removed, resume state kept.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None

@@ -41,8 +41,12 @@ class RunEstimate:
                            f"({self.clock.per_frame:.3g} s/frame so far; refined in the bar)", file=sys.stderr)
 
 
-def print_estimate(input: Path, output: Path | None, net, cfg, files: list[Path] | None) -> None:
-    """``vsr enhance --estimate``: one line per file (and a total for a folder), nothing written."""
+def print_estimate(input: Path, output: Path | None, net, cfg, files: list[Path] | None,
+                   startup: float = 0.0) -> None:
+    """``vsr enhance --estimate``: one line per file (and a total for a folder), nothing written. ``startup``: the
+    seconds this process took to start and load the model, which the real run pays once as well."""
+    import dataclasses
+
     from vsr import video
     from vsr.pipeline import estimate
 
@@ -51,13 +55,13 @@ def print_estimate(input: Path, output: Path | None, net, cfg, files: list[Path]
             one = estimate.estimate_image(input, net, cfg)
         else:
             one = estimate.estimate_video(input, output, net, cfg)
-        click.echo(one.line())
+        click.echo(dataclasses.replace(one, seconds=one.seconds + startup).line())
         return
     if not files:
         raise VsrError(f"no videos or images in folder {input}")
     total = estimate.estimate_files(files, net, cfg, report=lambda one: click.echo(one.line()))
-    click.echo(f"{input}: {len(files)} files, about {estimate.format_duration(total.seconds)} in all, output about "
-               f"{estimate.format_size(total.bytes)}")
+    click.echo(f"{input}: {len(files)} files, about {estimate.format_duration(total.seconds + startup)} in all, "
+               f"output about {estimate.format_size(total.bytes)}")
 
 
 def _interrupt(signum, frame):
