@@ -54,3 +54,10 @@ def test_shipped_weights_reach_their_set5_bar(path, request):
     assert model.meta.get("trained_steps", model.meta.get("step", 0)) > 0
     result = evaluate.evaluate_folder(SET5, model, model.scale, device="cpu", precision="auto")
     assert result["psnr_y"] >= SET5_BARS[path.stem], f"{path.name}: Set5 {result['psnr_y']:.2f} dB"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_weights_say_whether_they_are_generative(path):
+    # Provenance tags read this key: a file without it would be tagged by the phase fallback, or "unknown".
+    meta = models.load_model(path, scale=None).meta
+    assert meta.get("generative") == ("yes" if meta.get("phase") == "gan" else "no"), path.name
