@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import make_clip
 from vsr import data, evaluate, models, video
-from vsr.cli_train import eval_cmd, prepare_cmd
+from vsr.cli_eval import eval_cmd, prepare_cmd
 from vsr.errors import VsrError
 
 SET5 = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "benchmarks" / "Set5"

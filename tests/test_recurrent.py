@@ -4,6 +4,7 @@ Tiny models and small real frames; nothing is timed."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vsr import data, models, train
+from vsr import data, losses, models, train
 from vsr.data.sequences import camera_path, find_runs
 from vsr.models.ops import count_flops
 from vsr.models.runner import Upscaler
@@ -184,19 +185,36 @@ def test_sequence_training_runs_validates_exports_and_resumes(tmp_path):
     models.save_weights(models.build_model("srresnet", scale=4, num_feat=8, num_block=2), init, arch="srresnet",
                         args={"num_feat": 8, "num_block": 2})
 
-    def config(steps, resume=False):
+    def config(steps, resume=False, temporal_weight=0.0):
         return TrainConfig(data=[str(clips / "train")], arch="rsrresnet", num_block=2, frames=3, init_from=str(init),
                            scale=4, hr_crop=32, batch_size=2, steps=steps, val_every=2, ckpt_every=2, log_every=1,
-                           workers=0, run=str(tmp_path / "run"), device="cpu", precision="fp32", resume=resume)
+                           workers=0, run=str(tmp_path / "run"), device="cpu", precision="fp32", resume=resume,
+                           temporal_weight=temporal_weight)
 
     first = train.train(config(2), progress=False)
     assert first["val"]["images"] == 2 * 10 and first["val"]["psnr_y"] > 0
-    result = train.train(config(4, resume=True), progress=False)
+    # Validation plays the held-out runs in order: the temporal error against the truth is scored beside PSNR.
+    assert first["val"]["temporal_error_y"] > 0 and first["val"]["bicubic_temporal_error_y"] > 0
+    result = train.train(config(4, resume=True, temporal_weight=0.5), progress=False)  # resumed with the term on
     assert result["step"] == 4
     model = models.load_model(result["model"], 4)
     assert model.arch == "rsrresnet" and model.args["num_feat"] == 8 and model.recurrent
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "val" in r] == [0, 2, 4]
+    temporal = [r["step"] for r in log if "temporal" in r.get("losses", {})]
+    assert temporal == [3, 4] and all(r["val"]["temporal_error_y"] > 0 for r in log if "val" in r)
+    with pytest.raises(Exception, match="--frames 2 or more"):
+        train.train(dataclasses.replace(config(4), frames=1, temporal_weight=1.0), progress=False)
+
+
+def test_the_temporal_loss_sees_flicker_not_a_steady_error():
+    gt = torch.rand(2, 4, 3, 8, 8)
+    steady = gt + 0.1 * torch.rand(1, 1, 3, 8, 8)  # the same error in every frame: no temporal error
+    flicker = gt + 0.1 * torch.rand(2, 4, 3, 8, 8)
+    assert losses.temporal_difference_loss(steady, gt).item() < 1e-10
+    assert losses.temporal_difference_loss(flicker, gt).item() > 1e-4
+    with pytest.raises(ValueError, match="T >= 2"):
+        losses.temporal_difference_loss(gt[:, :1], gt[:, :1])
 
 
 def test_frames_needs_a_recurrent_model(tmp_path):

@@ -15,13 +15,13 @@ from vsr import cli_compare, cli_distributed, cli_folder
 from vsr.cli_bench import bench_cmd
 from vsr.cli_models import list_models_cmd
 from vsr.cli_options import Time as _Time, threads_option
-from vsr.cli_train import click_error, eval_cmd, load_cli_model, model_given, prepare_cmd, train_cmd
+from vsr.cli_eval import eval_cmd, prepare_cmd
+from vsr.cli_options import SCALES, click_error, load_cli_model, model_given
+from vsr.cli_train import train_cmd
 from vsr.errors import VsrError
-from vsr.models import SCALES as MODEL_SCALES
 from vsr.precision import PRECISIONS, set_cpu_threads
 from vsr.video import CODECS, DEINTERLACE_MODES
 
-SCALES = tuple(str(s) for s in MODEL_SCALES)  # as click.Choice takes them
 STARTED = time.monotonic()  # imports and the model load are part of what a run costs (--estimate adds them)
 
 

@@ -6,7 +6,7 @@ import click
 from click.core import ParameterSource
 
 from vsr.cli_options import threads_option
-from vsr.cli_train import SCALES
+from vsr.cli_options import SCALES
 from vsr.errors import VsrError
 from vsr.precision import PRECISIONS, set_cpu_threads
 from vsr.video import CODECS

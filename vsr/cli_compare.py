@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from vsr.cli_options import parse_time, threads_option
-from vsr.cli_train import load_cli_model
+from vsr.cli_options import load_cli_model
 from vsr.errors import VsrError
 from vsr.models import SCALES as MODEL_SCALES
 from vsr.precision import PRECISIONS, set_cpu_threads

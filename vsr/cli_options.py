@@ -1,10 +1,18 @@
 """Options kept apart from the commands: the realistic-degradation flags of `vsr train` (one per
-data.Degradation field worth a flag) with the LO,HI range type they use, the time type of --start / --end / --at, and
---threads, shared by every command that runs a model."""
+data.Degradation field worth a flag) with the LO,HI range type they use, the time type of --start / --end / --at,
+--threads, and what every command that runs a model shares: -m/--weights loading and one-line errors."""
 
 from __future__ import annotations
 
+import functools
+
 import click
+from click.core import ParameterSource
+
+from vsr.errors import VsrError
+from vsr.models import SCALES as MODEL_SCALES
+
+SCALES = tuple(str(s) for s in MODEL_SCALES)  # as click.Choice takes them
 
 # data.Degradation fields settable by flag (into TrainConfig.degrade_args); any field can be set in --config.
 DEGRADE_FLAGS = ("blur_sigma", "noise_sigma", "poisson_prob", "camera_noise_prob", "interlace_prob", "chroma_prob",
@@ -121,3 +129,40 @@ threads_option = click.option(
     "(e.g. 1 each on 2 cores): jobs that each take every core stall one another at every op.  [default: every core; "
     "under torchrun, OMP_NUM_THREADS or the cores shared among the local processes]",
 )
+
+
+def click_error(exc: VsrError) -> click.ClickException:
+    """The one `Error: <first line>` (exit 1) a VsrError becomes, under the `vsr` group or a command alone."""
+    return click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+def one_line_errors(command):
+    """Applies `click_error` to a command, so it behaves the same run alone (tests) as under the `vsr` group."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except VsrError as exc:
+            raise click_error(exc) from None
+    return wrapper
+
+
+def model_given(ctx: click.Context) -> bool:
+    """Whether the user typed -m (its default only names the model when no --weights file names its own)."""
+    return ctx.get_parameter_source("model") != ParameterSource.DEFAULT
+
+
+def load_cli_model(model: str, weights: str | None, scale: int | None, check_arch: bool = True):
+    """The model that `-m MODEL [--weights FILE] -s SCALE` names (scale None: the weights file's own).
+
+    A vsr weights file names its own arch: `-m` only checks it (or names the arch of a BasicSR file) when the user
+    gave it (`check_arch`, from `model_given`), so `--weights espcn_x4.pt` alone is not checked against the default
+    `srresnet`.
+    """
+    from vsr import models
+
+    if weights:
+        arch = model if check_arch and model in models.list_models() else None
+        return models.load_model(weights, scale=scale, device="cpu", arch=arch)
+    return models.load_model(model, scale=scale, device="cpu")

@@ -81,6 +81,25 @@ def adversarial_loss(logits: torch.Tensor, target_is_real: bool) -> torch.Tensor
     return F.binary_cross_entropy_with_logits(logits, target)
 
 
+def temporal_difference_loss(sr: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Mean square of (SR_t - SR_t-1) - (HR_t - HR_t-1) over a batch of sequences: the training form of the temporal
+    error `vsr eval --video` reports. Per-frame MSE already bounds it; this term weighs the part of the error that
+    changes from frame to frame (flicker, crawling texture) more than the part that stays put.
+
+    Args:
+        sr: (N, T, C, H, W) outputs of T consecutive frames, T >= 2.
+        gt: the HR sequences, same shape.
+
+    Returns:
+        Scalar mean loss (fp32).
+    """
+    if sr.dim() != 5 or sr.shape[1] < 2:
+        raise ValueError(f"a temporal loss needs (N, T, C, H, W) sequences with T >= 2, got {tuple(sr.shape)}")
+    d_sr = sr[:, 1:].float() - sr[:, :-1].float()
+    d_gt = gt[:, 1:].float() - gt[:, :-1].float()
+    return F.mse_loss(d_sr, d_gt)
+
+
 def sharpened_target(gt: torch.Tensor, amount: float, sigma: float = 4.0, threshold: float = 10 / 255) -> torch.Tensor:
     """The HR batch with an unsharp mask on its edges: the target of the pixel and perceptual losses when
     ``vsr train --sharpen-gt`` is on (Real-ESRGAN's "USM GT"; the discriminator still sees the untouched HR).

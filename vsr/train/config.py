@@ -37,6 +37,7 @@ class TrainConfig:
     sample_by: str = "image"  # "image": each image equally often; "area": each HR pixel equally often
     frames: int = 1  # > 1: sequences of that many consecutive frames (recurrent models; vsr.data.SequenceDataset)
     photo_share: float = 0.25  # with --frames: share of sequences made from photographs by a moving virtual camera
+    temporal_weight: float = 0.0  # with --frames: weight of losses.temporal_difference_loss beside the per-frame MSE
     batch_size: int = 16  # per process; the global batch is batch_size x processes
     degrade: str = "bicubic"  # "bicubic" (the paper) or "realistic" (blur, noise, JPEG, H.264)
     degrade_args: dict = field(default_factory=dict)  # data.Degradation fields: blur_sigma=[lo, hi], crf=[lo, hi], ...
@@ -121,6 +122,8 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
             raise VsrError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
     if cfg.frames < 1:
         raise VsrError(f"--frames must be at least 1, got {cfg.frames}")
+    if cfg.temporal_weight < 0 or (cfg.temporal_weight > 0 and cfg.frames < 2):
+        raise VsrError(f"--temporal-weight {cfg.temporal_weight:g} needs --frames 2 or more and a weight >= 0")
     if cfg.frames > 1 and cfg.phase == "gan":
         raise VsrError("--frames with --phase gan is not built yet: train the recurrent model with --phase mse")
     if not 0 <= cfg.photo_share <= 1:

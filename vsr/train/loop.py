@@ -252,12 +252,15 @@ def _train(cfg: TrainConfig, ranks: Ranks, progress: bool) -> dict:
         nonlocal last_val
         if result is None:  # no validation images
             return
-        last_val = {k: result[k] for k in ("psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y", "images")}
+        last_val = {k: result[k] for k in ("psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y", "images",
+                                           "temporal_error_y", "bicubic_temporal_error_y") if k in result}
         append_log(log_path, {"step": step, "val": last_val})
         if events is not None:
             events.scalars(step, last_val, prefix="val/")
+        terr = (f"; temporal error {last_val['temporal_error_y']:.3f} (bicubic "
+                f"{last_val['bicubic_temporal_error_y']:.3f})" if "temporal_error_y" in last_val else "")
         log(f"step {step}: validation PSNR {last_val['psnr_y']:.2f} dB, SSIM {last_val['ssim_y']:.4f} "
-             f"(bicubic {last_val['bicubic_psnr_y']:.2f} dB, {last_val['bicubic_ssim_y']:.4f})")
+            f"(bicubic {last_val['bicubic_psnr_y']:.2f} dB, {last_val['bicubic_ssim_y']:.4f}){terr}")
 
     if master and not ckpt and val is not None:
         record_val(validate(samples=True))  # the starting point the curve is compared against
@@ -288,6 +291,9 @@ def _train(cfg: TrainConfig, ranks: Ranks, progress: bool) -> dict:
                     l_pix = F.mse_loss(sr.float(), target)
                     named = {"pix": l_pix}
                     l_g = cfg.mse_weight * l_pix if gan else l_pix
+                    if cfg.temporal_weight > 0:
+                        named["temporal"] = losses.temporal_difference_loss(sr, target)
+                        l_g = l_g + cfg.temporal_weight * named["temporal"]
                     if perceptual is not None:
                         named["percep"] = perceptual(sr, target)
                         l_g = l_g + named["percep"]

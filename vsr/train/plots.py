@@ -67,7 +67,8 @@ def degradation_example(dataset, degradation, cfg: TrainConfig, path: Path) -> N
 
 
 def draw_curves(log_path: Path, out_path: Path) -> None:
-    """curves.png from log.jsonl: one panel per loss (log scale), one for validation PSNR against bicubic's."""
+    """curves.png from log.jsonl: one panel per loss (log scale), one for validation PSNR against bicubic's (and the
+    temporal error against bicubic's, where validation played sequences)."""
     if not log_path.exists():
         return
     records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
@@ -81,6 +82,11 @@ def draw_curves(log_path: Path, out_path: Path) -> None:
     panels = [(f"{name} loss (log10)", [pts], True) for name, pts in series.items()]
     if psnr:
         panels.append(("validation PSNR-Y dB (grey: bicubic)", [psnr, bicubic], False))
+    vals = [r for r in records if "temporal_error_y" in r.get("val", {})]  # sequence runs (--frames)
+    if vals:
+        panels.append(("validation temporal error, grey levels (grey: bicubic)",
+                       [[(r["step"], r["val"]["temporal_error_y"]) for r in vals],
+                        [(r["step"], r["val"]["bicubic_temporal_error_y"]) for r in vals]], False))
     if not panels:
         return
     pw, ph, cols = 420, 240, 2

@@ -54,7 +54,8 @@ def evaluate_sequences(
 
     Returns:
         ``{"psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y", "images"}`` (means over every frame), as
-        `vsr.evaluate.evaluate_folder` does for images; ``on_image(name, hr, lr, bicubic, sr)`` sees each run's last
+        `vsr.evaluate.evaluate_folder` does for images, and ``temporal_error_y`` / ``bicubic_temporal_error_y`` (RMS
+        of (sr_t - sr_t-1) - (hr_t - hr_t-1) on Y, grey levels, as `vsr eval --video`); ``on_image(name, hr, lr, bicubic, sr)`` sees each run's last
         frame.
     """
     runs, _ = find_runs(data.list_images(folder), VAL_FRAMES)
@@ -62,7 +63,7 @@ def evaluate_sequences(
     if not runs:
         return None
     upscaler = Upscaler(model, device, precision)
-    rows = []
+    rows, terr = [], []
     for i, run in enumerate(runs):
         hr = np.stack([data.load_image(p) for p in run[:VAL_FRAMES]])
         h, w = hr.shape[1:3]
@@ -72,14 +73,22 @@ def evaluate_sequences(
         lr = degradation.degrade_clip(hr, scale, np.random.default_rng([seed, i]))
         upscaler.reset_state()
         sr = upscaler(torch.from_numpy(lr).to(device)).cpu().numpy()
+        meters = (metrics.TemporalError(scale), metrics.TemporalError(scale))  # model, bicubic
         for t in range(len(hr)):
             bicubic = data.bicubic_upscale(lr[t], scale)
             psnr, ssim = metrics.psnr_ssim_y(sr[t], hr[t], scale)
             bic_psnr, bic_ssim = metrics.psnr_ssim_y(bicubic, hr[t], scale)
             rows.append((psnr, ssim, bic_psnr, bic_ssim))
+            hr_y = metrics.rgb_to_y(hr[t])
+            meters[0].update(metrics.rgb_to_y(sr[t]), hr_y)
+            meters[1].update(metrics.rgb_to_y(bicubic), hr_y)
+        terr.append((meters[0].rms, meters[1].rms))
         if on_image is not None:
             on_image(run[0].stem, hr[-1], lr[-1], data.bicubic_upscale(lr[-1], scale), sr[-1])
     model.train()  # the runner put the model in eval mode
     means = np.mean(rows, axis=0)
+    # Every run has as many frame pairs and pixels: the RMS over all pairs is the root of the runs' mean squares.
+    terr_rms = np.sqrt(np.mean(np.square(terr), axis=0))
     return {"psnr_y": float(means[0]), "ssim_y": float(means[1]), "bicubic_psnr_y": float(means[2]),
-            "bicubic_ssim_y": float(means[3]), "images": len(rows)}
+            "bicubic_ssim_y": float(means[3]), "images": len(rows), "temporal_error_y": float(terr_rms[0]),
+            "bicubic_temporal_error_y": float(terr_rms[1])}

@@ -21,7 +21,7 @@ from vsr.errors import VsrError
 from vsr.video.colour import SWS_QUALITY, frame_colour, sws_args
 from vsr.video.deinterlace import Deinterlacer, deinterlace_plan, output_time_base
 from vsr.video.index import FrameIndex, field_times, index_identity, packet_times, scan_packets
-from vsr.video.probe import VideoInfo, decode_frames, error_text, main_video_stream, open_input, probe
+from vsr.video.probe import VideoInfo, decode_frames, main_video_stream, open_input, probe
 
 # Frames decoded from the start to confirm an index made from packets (the probe judges timestamps on as many).
 INDEX_CHECK_FRAMES = 16
