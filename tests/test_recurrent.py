@@ -30,11 +30,13 @@ CPU = torch.device("cpu")
 FP32 = Precision("fp32", "test")
 
 
-def tiny(cut_threshold: float = 0.1, seed: int = 0) -> models.RecurrentSRResNet:
-    """A 2-block, 8-channel rsrresnet whose past matters (its temporal conv is not left at zero)."""
+ARCHS = ["rsrresnet", "arsrresnet"]  # the second warps its past onto the current frame
+
+
+def tiny(cut_threshold: float = 0.1, seed: int = 0, arch: str = "rsrresnet") -> models.RecurrentSRResNet:
+    """A 2-block, 8-channel rsrresnet (or arsrresnet) whose past matters (its temporal conv is not left at zero)."""
     torch.manual_seed(seed)
-    model = models.build_model("rsrresnet", scale=4, num_feat=8, num_block=2, num_state=4,
-                               cut_threshold=cut_threshold)
+    model = models.build_model(arch, scale=4, num_feat=8, num_block=2, num_state=4, cut_threshold=cut_threshold)
     torch.nn.init.normal_(model.conv_temporal.weight, std=0.05)
     return model.eval()
 
@@ -51,8 +53,9 @@ def upscale_in_batches(model, frames: torch.Tensor, batch: int, tile: int = 0) -
     return torch.cat([upscaler(frames[i : i + batch]) for i in range(0, len(frames), batch)])
 
 
-def test_the_past_changes_the_output_and_batches_carry_it_as_one_long_pass():
-    model, frames = tiny(), moving_frames()
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_past_changes_the_output_and_batches_carry_it_as_one_long_pass(arch):
+    model, frames = tiny(arch=arch), moving_frames()
     one_pass = upscale_in_batches(model, frames, batch=len(frames))
     for batch in (1, 3):
         assert torch.equal(upscale_in_batches(model, frames, batch), one_pass)
@@ -60,8 +63,9 @@ def test_the_past_changes_the_output_and_batches_carry_it_as_one_long_pass():
     assert not torch.equal(upscale_in_batches(model, frames[3:4], 1)[0], one_pass[3])
 
 
-def test_tiles_carry_their_own_state_across_batches():
-    model, frames = tiny(), moving_frames(h=40, w=56)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_tiles_carry_their_own_state_across_batches(arch):
+    model, frames = tiny(arch=arch), moving_frames(h=40, w=56)
     tiled = upscale_in_batches(model, frames, batch=len(frames), tile=16)
     assert torch.equal(upscale_in_batches(model, frames, batch=2, tile=16), tiled)
     # Each tile sees only its padded window, so tiled and whole frames differ a little; they are the same picture.
@@ -77,14 +81,15 @@ def test_reset_state_starts_afresh():
     assert torch.equal(upscaler(frames[4:5]), upscale_in_batches(model, frames[4:5], 1))
 
 
-def test_a_scene_cut_resets_the_state():
-    model = tiny()
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_scene_cut_resets_the_state(arch):
+    model = tiny(arch=arch)
     a, b = moving_frames(seed=1), moving_frames(seed=2)
     b = (b.float() * 0.2).to(torch.uint8)  # another shot: darker, other content
     stream = upscale_in_batches(model, torch.cat([a, b]), batch=4)
     fresh = upscale_in_batches(model, b, batch=4)
     assert torch.equal(stream[len(a)], fresh[0])  # the first frame after the cut: from itself alone
-    no_cut = upscale_in_batches(tiny(cut_threshold=0), torch.cat([a, b]), batch=4)
+    no_cut = upscale_in_batches(tiny(cut_threshold=0, arch=arch), torch.cat([a, b]), batch=4)
     assert not torch.equal(no_cut[len(a)], fresh[0])
 
 
@@ -112,6 +117,37 @@ def test_starts_as_the_per_frame_srresnet_it_is_initialised_from():
         seq = recurrent(lq)
         for t in range(3):
             assert torch.allclose(seq[:, t], per_frame(lq[:, t]), atol=1e-5)
+
+
+def test_block_motion_finds_a_shift_and_warp_undoes_it():
+    from vsr.models.recurrent import block_motion, warp
+
+    torch.manual_seed(0)
+    scene = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 90, 120), 3, 1, 1)  # texture, not pixel noise
+    previous, current = scene[:, :, 10:58, 10:90], scene[:, :, 9:57, 12:92]  # moved 2 px left and 1 px down
+    motion = block_motion(current, previous, radius=3)
+    assert motion[0, 0].median().item() == pytest.approx(2, abs=0.1)
+    assert motion[0, 1].median().item() == pytest.approx(-1, abs=0.1)
+    inner = (..., slice(6, -6), slice(6, -6))
+    assert (warp(previous, motion) - current)[inner].abs().mean() < 0.05 * (previous - current)[inner].abs().mean()
+    # The same motion warps an image 4x larger (the previous output) by 4x as many pixels.
+    big_previous = torch.nn.functional.interpolate(previous, scale_factor=4, mode="nearest")
+    big_current = torch.nn.functional.interpolate(current, scale_factor=4, mode="nearest")
+    big_inner = (..., slice(24, -24), slice(24, -24))
+    assert (warp(big_previous, motion) - big_current)[big_inner].abs().mean() < 0.1 * (
+        big_previous - big_current)[big_inner].abs().mean()
+    # A still scene stays still (flat patches too: small motion is preferred).
+    assert block_motion(current, current, radius=3).abs().max() == 0
+
+
+def test_the_aligned_model_starts_as_the_rsrresnet_it_is_initialised_from():
+    source = tiny()  # every layer has its name and shape in arsrresnet: --init-from an rsrresnet file copies all
+    torch.nn.init.zeros_(source.conv_temporal.weight)
+    torch.nn.init.zeros_(source.conv_temporal.bias)
+    aligned = models.build_model("arsrresnet", scale=4, num_feat=8, num_block=2, num_state=4).eval()
+    aligned.load_state_dict(source.state_dict())
+    frames = moving_frames()
+    assert torch.equal(upscale_in_batches(aligned, frames, 3), upscale_in_batches(source, frames, 3))
 
 
 def test_costs_no_more_per_frame_than_srresnet():
@@ -246,11 +282,12 @@ def test_two_torchrun_ranks_train_sequences_to_the_same_weights(tmp_path):
     assert models.load_model(run / "model.pt", scale=None).recurrent
 
 
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_the_fast_cpu_graph_streams_as_the_module_does(precision):
+def test_the_fast_cpu_graph_streams_as_the_module_does(precision, arch):
     from vsr.models import fast
 
-    model, frames = tiny(), moving_frames()
+    model, frames = tiny(arch=arch), moving_frames()
     upscaler = Upscaler(model, CPU, Precision(precision, "test"))
     assert isinstance(upscaler.graph, fast.FastRecurrentSRResNet)
     streamed = torch.cat([upscaler(frames[i : i + 3]) for i in range(0, len(frames), 3)])

@@ -27,7 +27,7 @@ from vsr.models.archs import (
 )
 from vsr.models.foreign import ForeignModel, foreign_architectures
 from vsr.models.ops import count_flops, fold_batchnorm
-from vsr.models.recurrent import RecurrentSRResNet, RecurrentState
+from vsr.models.recurrent import AlignedRecurrentSRResNet, RecurrentSRResNet, RecurrentState
 from vsr.models.registry import (
     MODELS,
     bicubic,
@@ -53,7 +53,8 @@ from vsr.models.weights import (
 
 __all__ = [
     "DEFAULT_WEIGHTS_DIR", "ESPCN", "FSRCNN", "MODELS", "SCALES", "SRCNN", "Bicubic", "Discriminator",
-    "EncoderDecoder", "ForeignModel", "RecurrentSRResNet", "RecurrentState", "ResidualBlock", "SRResNet", "bicubic",
+    "AlignedRecurrentSRResNet", "EncoderDecoder", "ForeignModel", "RecurrentSRResNet", "RecurrentState", "ResidualBlock",
+    "SRResNet", "bicubic",
     "build_model", "count_flops", "encdec", "espcn", "find_weights", "fold_batchnorm", "foreign_architectures",
     "fsrcnn", "inspect_weights", "list_models", "load_model", "load_weights_file", "resolve_weights_path",
     "rsrresnet", "save_weights", "srcnn", "srresnet", "weights_dir",

@@ -277,7 +277,7 @@ class FastRecurrentSRResNet(FastSRResNet):
     def __init__(self, model: RecurrentSRResNet, dtype: torch.dtype = torch.float32) -> None:
         super().__init__(model, dtype)
         self.num_state, self.out_channels = model.num_state, model.conv_last.out_channels
-        self.cut_threshold = model.cut_threshold
+        self.cut_threshold, self.align_radius = model.cut_threshold, model.align_radius
         feat = model.conv_first.out_channels
         self.conv_temporal = _Conv(*_conv_params(model.conv_temporal), dtype,
                                    (1, model.conv_temporal.in_channels, 64, 64))
@@ -287,7 +287,8 @@ class FastRecurrentSRResNet(FastSRResNet):
 
     def step(self, lq: torch.Tensor, state: RecurrentState | None = None) -> tuple[torch.Tensor, RecurrentState]:
         first = _prelu(self.conv_first(lq), self.prelu_first)
-        past = past_input(lq, state, self.scale, self.num_state, self.out_channels, self.cut_threshold)
+        past = past_input(lq, state, self.scale, self.num_state, self.out_channels, self.cut_threshold,
+                          self.align_radius)
         out = self.trunk(self.conv_temporal(past, add=first))
         sr = self.upsample(out)
         return sr, RecurrentState(lq, sr.clamp(0, 1), torch.tanh(self.conv_state(out)))

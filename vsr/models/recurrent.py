@@ -24,6 +24,7 @@ sequence has no past).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -67,6 +68,7 @@ class RecurrentSRResNet(nn.Module):
     recurrent = True
     # Frames a stream needs before its output is at steady state: RRN's logs show within 0.2 dB after 3-11 frames.
     warmup_frames = 8
+    align_radius = 0  # no motion compensation of the past (see AlignedRecurrentSRResNet)
 
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_block: int = 15,
                  num_state: int = 32, scale: int = 4, cut_threshold: float = 0.1) -> None:
@@ -104,7 +106,8 @@ class RecurrentSRResNet(nn.Module):
     def past(self, lq: torch.Tensor, state: RecurrentState | None) -> torch.Tensor:
         """The input of ``conv_temporal`` for frame ``lq``: the past of each stream, or none where a stream starts
         (``state`` None) or its frame starts a new shot (see :func:`scene_cut`)."""
-        return past_input(lq, state, self.scale, self.num_state, self.conv_last.out_channels, self.cut_threshold)
+        return past_input(lq, state, self.scale, self.num_state, self.conv_last.out_channels, self.cut_threshold,
+                          self.align_radius)
 
     def step(self, lq: torch.Tensor, state: RecurrentState | None = None) -> tuple[torch.Tensor, RecurrentState]:
         """One frame of N streams.
@@ -132,6 +135,101 @@ class RecurrentSRResNet(nn.Module):
         return torch.stack(outs, dim=1)
 
 
+class AlignedRecurrentSRResNet(RecurrentSRResNet):
+    """``rsrresnet`` whose past is motion-compensated before the network sees it ("arsrresnet").
+
+    Measured on the shipped ``rsrresnet_real_x4`` (scripts/state_warmup.py): its state was worth nothing (-0.007 dB
+    against the same network with the state reset at every frame). Under a codec, what does not move is copied from
+    frame to frame with the same error, so the unaligned past adds nothing there; what moves needs alignment, which
+    one 3x3 convolution at the input cannot learn. Here the previous LR frame, output and state are warped onto the
+    current frame by block matching on LR luma (:func:`block_motion`: no learned flow, nothing to train, about 0.1 %
+    of the network's cost), as FRVSR warps them with its learned flow. Same layers as ``rsrresnet``, so its files
+    initialise this one.
+
+    Args:
+        align_radius: largest motion searched, LR pixels per frame (3: 12 HR pixels at x4).
+        **kwargs: as :class:`RecurrentSRResNet`.
+    """
+
+    def __init__(self, align_radius: int = 3, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if align_radius < 1:
+            raise ValueError(f"align_radius must be at least 1, got {align_radius}")
+        self.align_radius = align_radius
+
+
+def _luma(rgb: torch.Tensor) -> torch.Tensor:
+    weights = rgb.new_tensor([0.299, 0.587, 0.114], dtype=torch.float32).view(1, 3, 1, 1)
+    return (rgb.float() * weights).sum(1, keepdim=True)
+
+
+def block_motion(lq: torch.Tensor, previous: torch.Tensor, radius: int, window: int = 7,
+                 small_motion_bias: float = 0.002) -> torch.Tensor:
+    """Where each LR pixel of ``lq`` was in ``previous``: (N, 2, h, w) displacements (x, y) in pixels, fp32.
+
+    Block matching on luma: the mean absolute difference over a ``window`` square at every whole displacement up to
+    ``radius``, the least one refined to a fraction of a pixel by a parabola through its neighbours (not where it is
+    zero: a fixed camera's still background stays exactly in place). A displacement costs ``small_motion_bias`` per
+    pixel of length, so flat or noisy patches, which match anything about as well, stay where they are.
+    """
+    y, prev = _luma(lq), _luma(previous)
+    n, _, h, w = y.shape
+    k = 2 * radius + 1
+    padded = F.pad(prev, (radius, radius, radius, radius), mode="replicate")
+    shifts = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
+    costs = torch.cat([(y - padded[:, :, radius + dy : radius + dy + h, radius + dx : radius + dx + w]).abs()
+                       for dy, dx in shifts], dim=1)
+    costs = _box_mean(costs, window)
+    costs = costs + small_motion_bias * costs.new_tensor([math.hypot(dy, dx) for dy, dx in shifts]).view(1, -1, 1, 1)
+    best = costs.argmin(dim=1, keepdim=True)
+    by, bx = best // k - radius, best % k - radius
+    c0 = costs.gather(1, best)
+
+    moved = (bx != 0) | (by != 0)  # still patches stay exactly still: no sub-pixel jitter to blur a fixed scene
+
+    def refine(b: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        inside = moved & (b > -radius) & (b < radius)  # both neighbours searched
+        minus = costs.gather(1, (best - step).clamp(0, k * k - 1))
+        plus = costs.gather(1, (best + step).clamp(0, k * k - 1))
+        curve = minus - 2 * c0 + plus
+        offset = 0.5 * (minus - plus) / curve.clamp_min(1e-6)
+        return torch.where(inside & (curve > 1e-6), offset.clamp(-0.5, 0.5), torch.zeros_like(offset))
+
+    fx = bx.float() + refine(bx, torch.ones_like(best))
+    fy = by.float() + refine(by, torch.full_like(best, k))
+    return torch.cat([fx, fy], dim=1)
+
+
+def _box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean over a ``window`` square around each pixel (edges repeated), by running sums along each axis: several
+    times faster than avg_pool2d on CPU, and exact enough in fp32 (a sum runs along one row or column only)."""
+    half = window // 2
+    x = F.pad(x, (half, half, half, half), mode="replicate")
+    for dim in (-1, -2):
+        total = torch.cumsum(x, dim=dim)
+        total = torch.cat([torch.zeros_like(total.narrow(dim, 0, 1)), total], dim=dim)
+        length = total.shape[dim] - window
+        x = total.narrow(dim, window, length) - total.narrow(dim, 0, length)
+    return x / (window * window)
+
+
+def warp(image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+    """``image`` (N, C, H, W) resampled onto the current frame: output pixel p takes ``image`` at p + motion (bilinear,
+    edges repeated). ``motion`` is on the LR grid (N, 2, h, w); an image ``H / h`` times larger gets it scaled."""
+    n, _, height, width = image.shape
+    if motion.shape[-2:] != (height, width):
+        factor = motion.new_tensor([width / motion.shape[-1], height / motion.shape[-2]]).view(1, 2, 1, 1)
+        motion = F.interpolate(motion, size=(height, width), mode="bilinear", align_corners=False) * factor
+    ys = torch.arange(height, device=image.device, dtype=torch.float32).view(1, height, 1)
+    xs = torch.arange(width, device=image.device, dtype=torch.float32).view(1, 1, width)
+    # grid_sample's coordinates with align_corners=False: -1 and 1 are the outer edges of the edge pixels.
+    gx = (xs + motion[:, 0] + 0.5) * (2 / width) - 1
+    gy = (ys + motion[:, 1] + 0.5) * (2 / height) - 1
+    grid = torch.stack([gx, gy], dim=-1)
+    out = F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.to(image.dtype)
+
+
 def scene_cut(lq: torch.Tensor, previous: torch.Tensor, threshold: float) -> torch.Tensor:
     """(N,) bool: whether each stream's frame starts a new shot: its 8x8-block means moved by more than
     ``threshold`` on average (0 disables the test). Block means ignore noise and small motion; a cut changes most
@@ -144,15 +242,19 @@ def scene_cut(lq: torch.Tensor, previous: torch.Tensor, threshold: float) -> tor
 
 
 def past_input(lq: torch.Tensor, state: RecurrentState | None, scale: int, num_state: int, out_channels: int,
-               cut_threshold: float) -> torch.Tensor:
+               cut_threshold: float, align_radius: int = 0) -> torch.Tensor:
     """What a recurrent step sees of the past, on the LR grid: this frame, the previous one, the previous output
-    (pixel-unshuffled) and the hidden state. A stream with no past (``state`` None, or a scene cut) gets this frame
-    as the previous one and zero output and state, as at the start of a video."""
+    (pixel-unshuffled) and the hidden state, the last three warped onto this frame (:func:`block_motion`) when
+    ``align_radius`` > 0. A stream with no past (``state`` None, or a scene cut) gets this frame as the previous one
+    and zero output and state, as at the start of a video."""
     n, _, h, w = lq.shape
     if state is None:
         zeros_sr = lq.new_zeros((n, out_channels * scale * scale, h, w))
         return torch.cat([lq, lq, zeros_sr, lq.new_zeros((n, num_state, h, w))], dim=1)
     cut = scene_cut(lq, state.lq, cut_threshold)
+    if align_radius > 0:  # before the cut test's reset, which then leaves a new shot exactly as a first frame
+        motion = block_motion(lq, state.lq, align_radius)
+        state = RecurrentState(warp(state.lq, motion), warp(state.sr, motion), warp(state.hidden, motion))
     if bool(cut.any()):  # a host sync, but only a test of N numbers; rare in practice
         keep = (~cut).view(-1, 1, 1, 1).to(lq.dtype)
         state = RecurrentState(torch.where(cut.view(-1, 1, 1, 1), lq, state.lq), state.sr * keep,

@@ -18,7 +18,7 @@ from vsr.errors import VsrError
 from vsr.models import foreign
 from vsr.models.archs import ESPCN, FSRCNN, SRCNN, Bicubic, EncoderDecoder, SRResNet
 from vsr.models.ops import fold_batchnorm
-from vsr.models.recurrent import RecurrentSRResNet
+from vsr.models.recurrent import AlignedRecurrentSRResNet, RecurrentSRResNet
 from vsr.models.weights import (
     find_weights,
     is_training_checkpoint,
@@ -44,6 +44,12 @@ def rsrresnet(*, scale: int = 4, weights: str | Path | None = None, **kwargs: An
     """Forward-recurrent SRResNet; kwargs: num_in_ch, num_out_ch, num_feat=64, num_block=15, num_state=32,
     cut_threshold=0.1."""
     return with_weights(RecurrentSRResNet(scale=scale, **kwargs), "rsrresnet", weights)
+
+
+def arsrresnet(*, scale: int = 4, weights: str | Path | None = None,
+               **kwargs: Any) -> AlignedRecurrentSRResNet:
+    """rsrresnet with its past motion-compensated (block matching at LR); kwargs: as rsrresnet, align_radius=3."""
+    return with_weights(AlignedRecurrentSRResNet(scale=scale, **kwargs), "arsrresnet", weights)
 
 
 def srcnn(*, scale: int = 4, weights: str | Path | None = None, **kwargs: Any) -> SRCNN:
@@ -76,6 +82,7 @@ def bicubic(*, scale: int = 4, weights: str | Path | None = None) -> Bicubic:
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "srresnet": srresnet,
     "rsrresnet": rsrresnet,
+    "arsrresnet": arsrresnet,
     "srcnn": srcnn,
     "fsrcnn": fsrcnn,
     "espcn": espcn,
