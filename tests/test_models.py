@@ -31,6 +31,7 @@ from vsr.models import (
 TINY = {
     "srresnet": dict(num_feat=4, num_block=1),
     "rsrresnet": dict(num_feat=4, num_block=1, num_state=2),
+    "arsrresnet": dict(num_feat=4, num_block=1, num_state=2),
     "srcnn": dict(num_feat=4, num_feat2=4),
     "fsrcnn": dict(num_feat=4, num_shrink=2, num_map=1),
     "espcn": dict(num_feat=4, num_feat2=4),
@@ -71,7 +72,8 @@ def weights_dir(tmp_path, monkeypatch):
 
 def test_registry():
     assert list_models() == list(MODELS)
-    assert set(list_models()) == {"srresnet", "rsrresnet", "srcnn", "fsrcnn", "espcn", "encdec", "bicubic"}
+    assert set(list_models()) == {"srresnet", "rsrresnet", "arsrresnet", "srcnn", "fsrcnn", "espcn", "encdec",
+                                  "bicubic"}
     with pytest.raises(VsrError, match="unknown model"):
         build_model("nope")
     with pytest.raises(VsrError, match="bad arguments"):
