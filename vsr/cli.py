@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from vsr.errors import VsrError
 from vsr.precision import PRECISIONS, set_cpu_threads
 from vsr.video import CODECS, DEINTERLACE_MODES
 
-STARTED = time.monotonic()  # imports and the model load are part of what a run costs (--estimate adds them)
 
 
 class VsrGroup(click.Group):
@@ -198,7 +196,7 @@ def enhance(ctx, input, output, scale, model, weights, device, precision, fp32, 
     if estimate:
         set_cpu_threads(threads)
         cli_compare.print_estimate(input, output, net, cfg, _media_in(input, tag) if input.is_dir() else None,
-                                   startup=time.monotonic() - STARTED)
+                                   startup=_startup_seconds())
         return
     # `kill` (SIGTERM) stops as cleanly as Ctrl-C: temp files removed, resume state kept.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
@@ -252,6 +250,22 @@ def parse_encoder_opts(pairs: tuple[str, ...]) -> dict[str, str]:
             raise VsrError(f"-e/--encoder-opt takes KEY=VALUE (e.g. -e crf=17), got {pair!r}")
         options[key.strip()] = value
     return options
+
+
+_RUN_AS_PROGRAM = False  # set by main(): `vsr` run from the shell, not a CliRunner inside another program
+
+
+def _startup_seconds() -> float:
+    """How long this `vsr` process took to get here (interpreter, imports, model load): a real run pays it too, so
+    --estimate adds it. Linux only (/proc); 0 elsewhere, and inside another program (tests)."""
+    if not _RUN_AS_PROGRAM:
+        return 0.0
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            started = float(stat.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+            return max(0.0, float(uptime.read().split()[0]) - started)
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def _in_main_thread() -> bool:
@@ -325,7 +339,10 @@ cli.add_command(cli_compare.info_cmd, "info")
 
 
 def main() -> None:
+    global _RUN_AS_PROGRAM
     from vsr.models.fast import keep_freed_memory
+
+    _RUN_AS_PROGRAM = True
 
     # The `vsr` process's own allocator choice (see keep_freed_memory): every model call frees and reallocates the
     # same large activations. Made here, never on import or inside the library, where the process is the caller's.
