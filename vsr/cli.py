@@ -13,9 +13,8 @@ from click.core import ParameterSource
 from vsr import cli_compare, cli_distributed, cli_folder
 from vsr.cli_bench import bench_cmd
 from vsr.cli_models import list_models_cmd
-from vsr.cli_options import Time as _Time, threads_option
 from vsr.cli_eval import eval_cmd, prepare_cmd
-from vsr.cli_options import SCALES, click_error, load_cli_model, model_given
+from vsr.cli_options import SCALES, Time as _Time, click_error, load_cli_model, model_given, threads_option
 from vsr.cli_train import train_cmd
 from vsr.errors import VsrError
 from vsr.precision import PRECISIONS, set_cpu_threads
