@@ -20,6 +20,7 @@ import torch
 from vsr import data, metrics, models
 from vsr.data.sequences import find_runs
 from vsr.models.runner import Upscaler
+from vsr.train.sequences import load_run
 from vsr.precision import Precision
 
 # The recorder chain the realistic models were trained on (scripts/train_rsrresnet_real_x4.sh's flags).
@@ -51,11 +52,8 @@ def main() -> None:
     bicubic = np.zeros((len(runs), args.frames))
     no_past = np.zeros((len(runs), args.frames))
     for i, run in enumerate(runs):
-        hr = np.stack([data.load_image(p) for p in run[: args.frames]])
-        h, w = hr.shape[1:3]
-        side_h, side_w = min(h, args.crop) // scale * scale, min(w, args.crop) // scale * scale
-        top, left = (h - side_h) // 2, (w - side_w) // 2
-        hr = np.ascontiguousarray(hr[:, top : top + side_h, left : left + side_w])
+        hr = load_run(run[: args.frames], args.crop, scale)
+        side_h, side_w = hr.shape[1:3]
         lr = degradation.degrade_clip(hr, scale, np.random.default_rng([0, i]))
         for name, net in nets.items():
             sr = Upscaler(net, device, precision)(torch.from_numpy(lr)).numpy()

@@ -37,6 +37,16 @@ def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     return batch.contiguous(memory_format=torch.channels_last) if batch.dim() == 4 else batch
 
 
+def load_run(paths: list[Path], crop: int, scale: int) -> np.ndarray:
+    """(T, H, W, 3) uint8: the frames of a run, centre-cropped to at most ``crop`` HR pixels a side, a multiple of
+    ``scale``."""
+    hr = np.stack([data.load_image(p) for p in paths])
+    h, w = hr.shape[1:3]
+    side_h, side_w = min(h, crop) // scale * scale, min(w, crop) // scale * scale
+    top, left = (h - side_h) // 2, (w - side_w) // 2
+    return np.ascontiguousarray(hr[:, top : top + side_h, left : left + side_w])
+
+
 def evaluate_sequences(
     folder: str | Path,
     model: nn.Module,
@@ -65,11 +75,7 @@ def evaluate_sequences(
     upscaler = Upscaler(model, device, precision)
     rows, terr = [], []
     for i, run in enumerate(runs):
-        hr = np.stack([data.load_image(p) for p in run[:VAL_FRAMES]])
-        h, w = hr.shape[1:3]
-        side_h, side_w = min(h, VAL_CROP) // scale * scale, min(w, VAL_CROP) // scale * scale
-        top, left = (h - side_h) // 2, (w - side_w) // 2
-        hr = np.ascontiguousarray(hr[:, top : top + side_h, left : left + side_w])
+        hr = load_run(run[:VAL_FRAMES], VAL_CROP, scale)
         lr = degradation.degrade_clip(hr, scale, np.random.default_rng([seed, i]))
         upscaler.reset_state()
         sr = upscaler(torch.from_numpy(lr).to(device)).cpu().numpy()
