@@ -4,15 +4,20 @@ and against itself with its state reset at every frame ("no past": what the stat
 Every held-out run of consecutive frames (`vsr prepare --holdout` output, never trained on) is degraded as one clip
 (the recorder chain of scripts/train_rsrresnet_real_x4.sh unless --bicubic), then upscaled in order from a fresh state;
 the table is the mean Y-PSNR at each frame index over the runs, so frame 0 is what a scene cut or the first frame of a
-file gets. Usage:
+file gets. With --clip, the runs are consecutive windows of a clip's busiest stretch instead (the validation clip:
+the footage benchmark's crop). Usage:
 
     python scripts/state_warmup.py --recurrent vsr/weights/rsrresnet_real_x4.pt --per-frame vsr/weights/srresnet_real_x4.pt \
         --holdout data/clips/holdout --frames 24
+    python scripts/state_warmup.py --recurrent ... --per-frame ... --frames 16 --runs 3 \
+        --clip ../shared/data/video_validation/car_park_overhead_768x432.mp4
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +27,9 @@ from vsr.data.sequences import find_runs
 from vsr.models.runner import Upscaler
 from vsr.train.sequences import load_run
 from vsr.precision import Precision
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from footage_benchmark import clip_run  # noqa: E402
 
 # The recorder chain the realistic models were trained on (scripts/train_rsrresnet_real_x4.sh's flags).
 RECORDER = dict(camera_noise_prob=0, interlace_prob=0, chroma_prob=0, mpeg2_prob=0, second_order_prob=0)
@@ -36,6 +44,9 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=192, help="centre crop side, HR pixels")
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--bicubic", action="store_true", help="clean bicubic LR instead of the recorder chain")
+    parser.add_argument("--clip", type=Path, help="instead of --holdout: --runs consecutive windows of --frames from "
+                        "this clip's busiest stretch, cropped as the footage benchmark crops it (e.g. the validation "
+                        "clip)")
     args = parser.parse_args()
 
     device = torch.device("cpu")
@@ -44,15 +55,21 @@ def main() -> None:
     scale = nets[args.recurrent].scale
     degradation = data.Degradation(preset="bicubic") if args.bicubic else data.Degradation(preset="realistic",
                                                                                            **RECORDER)
-    runs, _ = find_runs(data.list_images(args.holdout), args.frames)
-    runs = sorted(runs, key=len, reverse=True)[: args.runs]
+    if args.clip:
+        stretch = clip_run(args.clip, args.frames * args.runs, (256, 192), busiest=True)[0]
+        runs = [stretch[i : i + args.frames] for i in range(0, len(stretch) - args.frames + 1, args.frames)]
+        source = f"windows of {args.clip.name}'s busiest stretch"
+    else:
+        found, _ = find_runs(data.list_images(args.holdout), args.frames)
+        runs = [load_run(run[: args.frames], args.crop, scale)
+                for run in sorted(found, key=len, reverse=True)[: args.runs]]
+        source = f"held-out runs of {args.holdout}"
     if not runs:
-        raise SystemExit(f"no run of {args.frames} consecutive frames in {args.holdout}")
+        raise SystemExit(f"no run of {args.frames} consecutive frames in {args.clip or args.holdout}")
     psnr = {name: np.zeros((len(runs), args.frames)) for name in nets}
     bicubic = np.zeros((len(runs), args.frames))
     no_past = np.zeros((len(runs), args.frames))
-    for i, run in enumerate(runs):
-        hr = load_run(run[: args.frames], args.crop, scale)
+    for i, hr in enumerate(runs):
         side_h, side_w = hr.shape[1:3]
         lr = degradation.degrade_clip(hr, scale, np.random.default_rng([0, i]))
         for name, net in nets.items():
@@ -66,7 +83,7 @@ def main() -> None:
         bicubic[i] = [metrics.psnr_ssim_y(data.bicubic_upscale(lr[t], scale), hr[t], scale)[0]
                       for t in range(args.frames)]
     chain = "bicubic LR" if args.bicubic else "recorder chain"
-    print(f"Y-PSNR by frames since a reset: {len(runs)} held-out runs of {args.holdout}, {chain}, "
+    print(f"Y-PSNR by frames since a reset: {len(runs)} {source}, {chain}, "
           f"{side_w}x{side_h} crops, fp32, CPU")
     print(f"| frame | bicubic | {args.per_frame} | {args.recurrent} | its gain | same, no past | the state's gain |")
     print("|---|---|---|---|---|---|---|")

@@ -12,6 +12,7 @@ Other test files use them in one of two ways::
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -51,6 +52,15 @@ FONT_DATA = b"\x00\x01\x00\x00" + bytes(range(256)) * 2
 AUDIO_LANGUAGES = ("eng", "fra", "deu", "spa")
 # Irregular frame durations (in ms) cycled through by vfr=True clips; deliberately not a multiple of any rate.
 _VFR_DURATIONS_MS = (40, 40, 120, 33, 67, 250, 17, 83)
+
+
+def load_script(name: str):
+    """A script of ``scripts/`` as a module (they are run, not installed), e.g. ``load_script("footage_benchmark")``."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def clip_frame(index: int, width: int, height: int) -> np.ndarray:

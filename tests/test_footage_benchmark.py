@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import make_clip
+from conftest import load_script, make_clip
 from vsr import data, metrics, models, video
 from vsr.precision import Precision
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "footage_benchmark.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("footage_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("footage_benchmark")
 
 
 def _moving(index: int, height: int, width: int) -> np.ndarray:

@@ -140,6 +140,28 @@ def test_block_motion_finds_a_shift_and_warp_undoes_it():
     assert block_motion(current, current, radius=3).abs().max() == 0
 
 
+def test_block_motion_beyond_radius_3_searches_coarse_to_fine():
+    from vsr.models.recurrent import block_motion, warp
+
+    torch.manual_seed(0)
+    scene = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 90, 120), 3, 1, 1)
+    previous, current = scene[:, :, 20:68, 20:100], scene[:, :, 15:63, 26:106]  # 6 px left, 5 px down
+    near = block_motion(current, previous, radius=3)  # out of reach: stops at the edge of its search
+    motion = block_motion(current, previous, radius=7)
+    assert near[0, 0].median().item() <= 3
+    assert motion[0, 0].median().item() == pytest.approx(6, abs=0.1)
+    assert motion[0, 1].median().item() == pytest.approx(-5, abs=0.1)
+    inner = (..., slice(10, -10), slice(10, -10))
+    assert (warp(previous, motion) - current)[inner].abs().mean() < 0.05 * (previous - current)[inner].abs().mean()
+    # Sub-pixel motion is still found around the coarse guess, and a still scene stays exactly still.
+    shifted = torch.nn.functional.grid_sample(scene, torch.nn.functional.affine_grid(
+        torch.tensor([[[1.0, 0, 4.5 * 2 / 120], [0, 1.0, 0]]]), scene.shape, align_corners=False),
+        align_corners=False)  # 4.5 px: shifted[x] = scene[x + 4.5]
+    half = block_motion(shifted[:, :, 20:68, 20:100], scene[:, :, 20:68, 20:100], radius=7)
+    assert half[0, 0, 10:-10, 10:-10].median().item() == pytest.approx(4.5, abs=0.25)
+    assert block_motion(current, current, radius=7).abs().max() == 0
+
+
 def test_the_aligned_model_starts_as_the_rsrresnet_it_is_initialised_from():
     source = tiny()  # every layer has its name and shape in arsrresnet: --init-from an rsrresnet file copies all
     torch.nn.init.zeros_(source.conv_temporal.weight)
@@ -241,6 +263,26 @@ def test_sequence_training_runs_validates_exports_and_resumes(tmp_path):
     assert temporal == [3, 4] and all(r["val"]["temporal_error_y"] > 0 for r in log if "val" in r)
     with pytest.raises(Exception, match="--frames 2 or more"):
         train.train(dataclasses.replace(config(4), frames=1, temporal_weight=1.0), progress=False)
+    with pytest.raises(Exception, match="--past-lr-scale"):  # the optimiser's groups would not match
+        train.train(dataclasses.replace(config(6, resume=True), past_lr_scale=10.0), progress=False)
+    faster = dataclasses.replace(config(2), run=str(tmp_path / "faster"), past_lr_scale=10.0)
+    assert train.train(faster, progress=False)["step"] == 2
+    resumed = dataclasses.replace(faster, steps=3, resume=True, past_lr_scale=5.0)  # another scale: same groups
+    assert train.train(resumed, progress=False)["step"] == 3
+
+
+def test_the_past_can_learn_faster_than_the_rest(tmp_path):
+    from vsr.train.sequences import generator_param_groups
+
+    model = tiny()
+    rest, past = generator_param_groups(model, TrainConfig(past_lr_scale=10.0))
+    assert past["lr_scale"] == 10.0 and "lr_scale" not in rest
+    assert {id(p) for p in past["params"]} == {id(p) for p in (*model.conv_temporal.parameters(),
+                                                               *model.conv_state.parameters())}
+    assert len(rest["params"]) + len(past["params"]) == len(list(model.parameters()))
+    assert len(generator_param_groups(model, TrainConfig())) == 1
+    per_frame = models.build_model("srresnet", scale=4, num_feat=8, num_block=1)
+    assert len(generator_param_groups(per_frame, TrainConfig(past_lr_scale=10.0))) == 1
 
 
 def test_the_temporal_loss_sees_flicker_not_a_steady_error():

@@ -67,6 +67,9 @@ _D = train.TrainConfig()  # flag defaults are the dataclass's: one source of tru
 @click.option("--temporal-weight", type=click.FloatRange(0), default=_D.temporal_weight, show_default=True,
               help="With --frames: weight of a temporal loss, the MSE of (sr_t - sr_t-1) - (hr_t - hr_t-1), beside "
               "the per-frame MSE. 0: off.")
+@click.option("--past-lr-scale", type=click.FloatRange(0, min_open=True), default=_D.past_lr_scale,
+              show_default=True, help="Recurrent archs: the layers that read and write the past (conv_temporal, "
+              "conv_state) learn at --lr times this.")
 @click.option(
     "-b", "--batch-size", type=click.IntRange(1), default=_D.batch_size, show_default=True,
     help="Crops per step and process (under torchrun the global batch is this x the number of processes).",

@@ -103,6 +103,10 @@ class RecurrentSRResNet(nn.Module):
                 m.eval()
         return self
 
+    def past_parameters(self) -> list[nn.Parameter]:
+        """The layers that read the past into the network and write the state for the next frame."""
+        return [*self.conv_temporal.parameters(), *self.conv_state.parameters()]
+
     def past(self, lq: torch.Tensor, state: RecurrentState | None) -> torch.Tensor:
         """The input of ``conv_temporal`` for frame ``lq``: the past of each stream, or none where a stream starts
         (``state`` None) or its frame starts a new shot (see :func:`scene_cut`)."""
@@ -147,11 +151,12 @@ class AlignedRecurrentSRResNet(RecurrentSRResNet):
     initialise this one.
 
     Args:
-        align_radius: largest motion searched, LR pixels per frame (3: 12 HR pixels at x4).
+        align_radius: largest motion searched, LR pixels per frame (7: 28 HR pixels at x4; beyond 3 the search is
+            coarse to fine, see :func:`block_motion`).
         **kwargs: as :class:`RecurrentSRResNet`.
     """
 
-    def __init__(self, align_radius: int = 3, **kwargs) -> None:
+    def __init__(self, align_radius: int = 7, **kwargs) -> None:
         super().__init__(**kwargs)
         if align_radius < 1:
             raise ValueError(f"align_radius must be at least 1, got {align_radius}")
@@ -163,6 +168,9 @@ def _luma(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb.float() * weights).sum(1, keepdim=True)
 
 
+COARSE_MOTIONS = 6  # displacements refined at full size when the search is coarse to fine (see _commonest)
+
+
 def block_motion(lq: torch.Tensor, previous: torch.Tensor, radius: int, window: int = 7,
                  small_motion_bias: float = 0.002) -> torch.Tensor:
     """Where each LR pixel of ``lq`` was in ``previous``: (N, 2, h, w) displacements (x, y) in pixels, fp32.
@@ -171,24 +179,70 @@ def block_motion(lq: torch.Tensor, previous: torch.Tensor, radius: int, window: 
     ``radius``, the least one refined to a fraction of a pixel by a parabola through its neighbours (not where it is
     zero: a fixed camera's still background stays exactly in place). A displacement costs ``small_motion_bias`` per
     pixel of length, so flat or noisy patches, which match anything about as well, stay where they are.
+
+    Up to a radius of 3 every displacement is tried. Beyond, the search is coarse to fine: every displacement up to
+    ``radius // 2`` on frames halved by 2x2 means, then +-1 pixel around twice the one found (or the nearest of the
+    batch's ``COARSE_MOTIONS`` commonest), at full size. A passing car in 720p footage at x4 moves 4-6 LR pixels per
+    frame (scripts/temporal_headroom.py), out of radius 3's reach.
     """
     y, prev = _luma(lq), _luma(previous)
-    n, _, h, w = y.shape
-    k = 2 * radius + 1
-    padded = F.pad(prev, (radius, radius, radius, radius), mode="replicate")
-    shifts = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
-    costs = torch.cat([(y - padded[:, :, radius + dy : radius + dy + h, radius + dx : radius + dx + w]).abs()
+    h, w = y.shape[-2:]
+    if radius <= 3 or min(h, w) < 2 * window:
+        return _best(_shift_costs(y, prev, radius, window, small_motion_bias), radius)
+    small = radius // 2
+    half = _best(_shift_costs(F.avg_pool2d(y, 2, ceil_mode=True), F.avg_pool2d(prev, 2, ceil_mode=True), small,
+                              window, small_motion_bias), small, subpixel=False)
+    coarse = 2 * F.interpolate(_commonest(half, COARSE_MOTIONS), scale_factor=2.0, mode="nearest")[..., :h, :w]
+    # Each window is compared at its own centre's coarse motion: one pass per coarse motion kept.
+    costs = torch.full((y.shape[0], 9, h, w), math.inf, device=y.device)
+    for cx, cy in torch.unique(coarse.permute(0, 2, 3, 1).reshape(-1, 2), dim=0).tolist():
+        mine = (coarse[:, :1] == cx) & (coarse[:, 1:] == cy)
+        costs = torch.where(mine, _shift_costs(y, prev, 1, window, small_motion_bias, (int(cx), int(cy))), costs)
+    return coarse + _best(costs, 1, moved=(coarse != 0).any(dim=1, keepdim=True))
+
+
+def _commonest(motion: torch.Tensor, count: int) -> torch.Tensor:
+    """``motion`` (N, 2, h, w), whole pixels, with each displacement replaced by the nearest of the ``count`` most
+    common ones in the batch (zero always among them). Flat or noisy patches scatter a frame's coarse motion over
+    dozens of displacements; what moves takes a few, and the fine search then costs 9 tries per one kept."""
+    found, counts = torch.unique(motion.permute(0, 2, 3, 1).reshape(-1, 2), dim=0, return_counts=True)
+    if len(found) <= count:
+        return motion
+    by_count = found[counts.argsort(descending=True)]
+    kept = torch.cat([motion.new_zeros((1, 2)), by_count[(by_count != 0).any(dim=1)][: count - 1]])
+    distance = (motion.unsqueeze(1) - kept.view(1, -1, 2, 1, 1)).abs().sum(dim=2)  # (N, count, h, w)
+    return kept[distance.argmin(dim=1)].permute(0, 3, 1, 2)
+
+
+def _shift_costs(y: torch.Tensor, prev: torch.Tensor, radius: int, window: int, small_motion_bias: float,
+                 origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """(N, (2 * radius + 1)^2, h, w): for every whole displacement up to ``radius`` from ``origin`` (x, y), the mean
+    absolute difference of luma ``y`` and ``prev`` moved by it over a ``window`` square, plus its length's bias."""
+    h, w = y.shape[-2:]
+    pad = radius + max(abs(origin[0]), abs(origin[1]))
+    padded = F.pad(prev, (pad, pad, pad, pad), mode="replicate")
+    steps = range(-radius, radius + 1)
+    shifts = [(origin[1] + dy, origin[0] + dx) for dy in steps for dx in steps]
+    costs = torch.cat([(y - padded[:, :, pad + dy : pad + dy + h, pad + dx : pad + dx + w]).abs()
                        for dy, dx in shifts], dim=1)
-    costs = _box_mean(costs, window)
-    costs = costs + small_motion_bias * costs.new_tensor([math.hypot(dy, dx) for dy, dx in shifts]).view(1, -1, 1, 1)
+    lengths = costs.new_tensor([math.hypot(dy, dx) for dy, dx in shifts]).view(1, -1, 1, 1)
+    return _box_mean(costs, window) + small_motion_bias * lengths
+
+
+def _best(costs: torch.Tensor, radius: int, subpixel: bool = True, moved: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, 2, h, w) displacement (x, y) of the least of ``costs`` (:func:`_shift_costs`), refined to a fraction of a
+    pixel by a parabola where it moved (or where ``moved`` says the patch did before this search)."""
+    k = 2 * radius + 1
     best = costs.argmin(dim=1, keepdim=True)
     by, bx = best // k - radius, best % k - radius
+    if not subpixel:
+        return torch.cat([bx, by], dim=1).float()
     c0 = costs.gather(1, best)
-
-    moved = (bx != 0) | (by != 0)  # still patches stay exactly still: no sub-pixel jitter to blur a fixed scene
+    still = (bx == 0) & (by == 0)  # still patches stay exactly still: no sub-pixel jitter to blur a fixed scene
+    moving = ~still if moved is None else ~still | moved
 
     def refine(b: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-        inside = moved & (b > -radius) & (b < radius)  # both neighbours searched
+        inside = moving & (b > -radius) & (b < radius)  # both neighbours searched
         minus = costs.gather(1, (best - step).clamp(0, k * k - 1))
         plus = costs.gather(1, (best + step).clamp(0, k * k - 1))
         curve = minus - 2 * c0 + plus

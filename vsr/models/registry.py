@@ -48,7 +48,7 @@ def rsrresnet(*, scale: int = 4, weights: str | Path | None = None, **kwargs: An
 
 def arsrresnet(*, scale: int = 4, weights: str | Path | None = None,
                **kwargs: Any) -> AlignedRecurrentSRResNet:
-    """rsrresnet with its past motion-compensated (block matching at LR); kwargs: as rsrresnet, align_radius=3."""
+    """rsrresnet with its past motion-compensated (block matching at LR); kwargs: as rsrresnet, align_radius=7."""
     return with_weights(AlignedRecurrentSRResNet(scale=scale, **kwargs), "arsrresnet", weights)
 
 

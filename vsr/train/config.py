@@ -38,6 +38,7 @@ class TrainConfig:
     frames: int = 1  # > 1: sequences of that many consecutive frames (recurrent models; vsr.data.SequenceDataset)
     photo_share: float = 0.25  # with --frames: share of sequences made from photographs by a moving virtual camera
     temporal_weight: float = 0.0  # with --frames: weight of losses.temporal_difference_loss beside the per-frame MSE
+    past_lr_scale: float = 1.0  # recurrent archs: the layers that read and write the past learn at lr x this
     batch_size: int = 16  # per process; the global batch is batch_size x processes
     degrade: str = "bicubic"  # "bicubic" (the paper) or "realistic" (blur, noise, JPEG, H.264)
     degrade_args: dict = field(default_factory=dict)  # data.Degradation fields: blur_sigma=[lo, hi], crf=[lo, hi], ...
@@ -126,6 +127,8 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
         raise VsrError(f"--temporal-weight {cfg.temporal_weight:g} needs --frames 2 or more and a weight >= 0")
     if cfg.frames > 1 and cfg.phase == "gan":
         raise VsrError("--frames with --phase gan is not built yet: train the recurrent model with --phase mse")
+    if cfg.past_lr_scale <= 0:
+        raise VsrError(f"--past-lr-scale must be positive, got {cfg.past_lr_scale}")
     if not 0 <= cfg.photo_share <= 1:
         raise VsrError(f"--photo-share must be in [0, 1], got {cfg.photo_share}")
     if cfg.workers < 0:

@@ -47,7 +47,7 @@ from vsr.train.config import TrainConfig, split_validation, lr_at, resolve_confi
 from vsr.train.distributed import Ranks
 from vsr.train.events import EventLog
 from vsr.train.plots import degradation_example, draw_curves, sample_grid
-from vsr.train.sequences import evaluate_sequences, make_dataset, to_device
+from vsr.train.sequences import evaluate_sequences, generator_param_groups, make_dataset, to_device
 from vsr.train.runlog import GracefulStop, append_log, describe_val, log, truncate_log
 
 
@@ -127,7 +127,7 @@ def _train(cfg: TrainConfig, ranks: Ranks, progress: bool) -> dict:
     # so the optimizers, the EMA and the checkpoint's state dicts are as at world size 1.
     raw_g = distributed.sync_batchnorm(raw_g, ranks)
     raw_d = distributed.sync_batchnorm(raw_d, ranks) if gan else None
-    opt_g = torch.optim.Adam(raw_g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_g = torch.optim.Adam(generator_param_groups(raw_g, cfg), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(raw_d.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2)) if gan else None
 
     # Data.
@@ -153,6 +153,8 @@ def _train(cfg: TrainConfig, ranks: Ranks, progress: bool) -> dict:
     step, last_val = 0, None
     if ckpt:
         raw_g.load_state_dict(ckpt["G"])
+        if len(ckpt["opt_g"]["param_groups"]) != len(opt_g.param_groups):
+            raise VsrError("--past-lr-scale cannot switch between 1 and another value on --resume; start a new run")
         opt_g.load_state_dict(ckpt["opt_g"])
         if gan:
             raw_d.load_state_dict(ckpt["D"])
@@ -277,7 +279,7 @@ def _train(cfg: TrainConfig, ranks: Ranks, progress: bool) -> dict:
                 lr = lr_at(step, cfg)
                 for opt in (opt_g, opt_d) if gan else (opt_g,):
                     for group in opt.param_groups:
-                        group["lr"] = lr
+                        group["lr"] = lr * group.get("lr_scale", 1.0)
                 lq, gt = next(batches)
                 lq, gt = to_device(lq, device), to_device(gt, device)
 

@@ -30,6 +30,19 @@ def make_dataset(cfg, sources: list[str], degradation: data.Degradation, length:
                             seed=cfg.seed, sample_by=cfg.sample_by)
 
 
+def generator_param_groups(model: nn.Module, cfg) -> list[dict]:
+    """The generator's parameters for its optimiser: one group, or with ``cfg.past_lr_scale`` != 1 and a model that
+    has a past, two, the past's layers with ``lr_scale`` (the loop multiplies the learning rate by it). Fine-tuned
+    from per-frame weights, the recurrent layers start at zero inside a converged network and learn slowly at its
+    learning rate."""
+    past = list(model.past_parameters()) if cfg.past_lr_scale != 1 and hasattr(model, "past_parameters") else []
+    if not past:
+        return [{"params": list(model.parameters())}]
+    chosen = {id(p) for p in past}
+    return [{"params": [p for p in model.parameters() if id(p) not in chosen]},
+            {"params": past, "lr_scale": cfg.past_lr_scale}]
+
+
 def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A batch on the device; frame batches (4-D) channels_last, the layout oneDNN and cuDNN run convs fastest in
     (a sequence batch (N, T, C, H, W) has no such layout: the model takes one frame of it at a time)."""
