@@ -205,4 +205,8 @@ def make_loader(
         drop_last=True,
         generator=generator,
         worker_init_fn=_leave_stop_signals_to_the_trainer if workers > 0 else None,
+        # Workers start from a clean server process, not a fork of this one: a forked worker inherits whatever
+        # this process holds, and a PyAV codec context with slice threads that its garbage collector frees there
+        # waits forever for threads the fork did not copy (seen: the test suite hung in a loader's workers).
+        multiprocessing_context="forkserver" if workers > 0 else None,
     )
